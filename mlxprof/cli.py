@@ -1,0 +1,106 @@
+"""The `mlxprof` command line: a click group, one subcommand per question."""
+
+import functools
+import sys
+
+import click
+
+from .errors import InputError
+
+CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+class Group(click.Group):
+    """Turns InputError into a one-line message and exit code 2, anywhere."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            click.echo(f"mlxprof: error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(package_name="mlxprof")
+def main():
+    """Profile LLM decode on MLX: tok/s with honest spread, where each token's
+    time goes, what one token's graph holds, and which scheduler knobs help on
+    this chip."""
+
+
+def model_options(f):
+    f = click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None,
+                     help="Activation / unquantized-parameter dtype for synthetic weights "
+                          "(default: the checkpoint's, float32 for quantized models on the CPU backend).")(f)
+    f = click.option("--weights", type=click.Choice(["auto", "real", "synthetic"]), default="auto",
+                     show_default=True,
+                     help="real: checkpoint on disk (never downloaded); synthetic: the published "
+                          "architecture with random values; auto: real when on disk.")(f)
+    f = click.option("--model", "-m", required=True,
+                     help="Alias (see `mlxprof models`), local checkpoint directory, or cached HF repo id.")(f)
+    return f
+
+
+def decode_options(f):
+    for name, hlp in (
+        ("--runs", "Independent runs (fresh cache + prefill each) [default 3]."),
+        ("--warmup", "Warm-up tokens per run, not measured [default 20]."),
+        ("--tokens", "Measured tokens per run [default 100]."),
+        ("--prompt-tokens", "Length of the deterministic prompt of token ids [default 16]."),
+    ):
+        f = click.option(name, type=int, default=None, help=hlp)(f)
+    f = click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")(f)
+    f = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+                     help="Write the result as versioned JSON (rewritten after every run).")(f)
+    return f
+
+
+@main.command(context_settings=CONTEXT)
+@model_options
+@decode_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+    """Decode tok/s best-of-N and the per-token pipeline split.
+
+    Per token: build (Python graph construction), submit (inside
+    mx.async_eval), wait (blocked in .item()), token (between deliveries).
+    tok/s per run = (tokens - 1) / (t_last - t_first).
+
+    \b
+    Verdict rule: the device's share of a token is wait/token on CUDA,
+    (submit + wait)/token on Metal (async_eval blocks on back-pressure there),
+    or the GPU busy fraction when a kernel timeline is recorded.
+    >= 0.6 GPU-bound, <= 0.3 host-bound, otherwise mixed.
+    On the CPU backend async_eval computes the token itself: no GPU verdict.
+    """
+    from . import profile, render
+
+    result = profile.decode(
+        model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
+        prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
+        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]),
+    )
+    render.decode_table(result)
+    if json_path:
+        click.echo(f"wrote {json_path}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json):
+    """List model aliases with parameter count and bytes streamed per token."""
+    from . import render
+    from .models import catalog
+
+    rows = catalog()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        render.models_table(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,292 @@
+"""The pipelined decode loop with per-token timing, and the best-of-N runner.
+
+The loop is mlx-lm's / mlx-vlm's `generate_step` lookahead: for token n+1 it
+(1) builds the lazy graph from token n's unevaluated output, (2) calls
+`mx.async_eval` on it, (3) blocks on token n with `.item()`. Per token:
+
+  build   Python forward + sampling: graph construction only
+  submit  time inside mx.async_eval (host encode/launch; on Metal it also
+          stalls on back-pressure when the GPU queue is full)
+  wait    time blocked in .item(): GPU time not hidden behind the host
+  token   wall time between consecutive token deliveries
+
+tok/s for a run = (T - 1) / (t_last - t_first) over the T measured tokens,
+after W warm-up tokens in the same run; each run starts from a fresh cache
+and a prefill.
+"""
+
+import statistics
+import time
+from typing import Callable, List, Optional
+
+import mlx.core as mx
+from pydantic import BaseModel
+
+from . import stats
+from .results import ModelIdentity, Result
+
+PHASES = ("build", "submit", "wait")
+
+
+class RunRecord(BaseModel):
+    prompt_tokens: int
+    warmup: int
+    tokens: int
+    prefill_s: float  # prompt evaluation, first token included
+    tok_s: float
+    # per measured token, milliseconds (index 0 is the first measured token)
+    build_ms: List[float]
+    submit_ms: List[float]
+    wait_ms: List[float]
+    token_ms: List[float]  # delivery(n) - delivery(n-1); first entry vs last warm-up
+    t0: float  # perf_counter() of the first measured delivery, seconds
+    deliveries_s: List[float]  # measured deliveries relative to t0
+    peak_memory_bytes: int
+    token_ids: List[int]
+
+
+class PhaseSplit(BaseModel):
+    build_ms: float
+    submit_ms: float
+    wait_ms: float
+    token_ms: float
+    unattributed_ms: float  # token - (build + submit + wait): loop bookkeeping
+
+    def share(self, phase: str) -> float:
+        return getattr(self, f"{phase}_ms") / self.token_ms if self.token_ms else 0.0
+
+
+class Verdict(BaseModel):
+    label: str  # "host-bound", "GPU-bound", "mixed", "CPU backend"
+    gpu_share: Optional[float]  # fraction of the token the device is taken to be the limit
+    basis: str  # what the share was computed from
+    sentence: str
+
+
+class DecodeSettings(BaseModel):
+    runs: int
+    warmup: int
+    tokens: int
+    prompt_tokens: int
+    prompt: Optional[str] = None
+    dtype: str
+    reduced: List[str] = []  # what slow-backend defaults cut, in words
+
+
+class DecodeResult(Result):
+    kind: str = "decode"
+    model: ModelIdentity
+    settings: DecodeSettings
+    tok_s: stats.Summary
+    prefill_tok_s: stats.Summary
+    split: PhaseSplit
+    verdict: Verdict
+    peak_memory_bytes: int
+    runs: List[RunRecord]
+    notes: List[str] = []
+
+
+def make_step(lm, cache, stream):
+    """One decode step as mlx-vlm does it: forward, log-softmax, greedy pick."""
+
+    def step(y):
+        with mx.stream(stream):
+            logits = lm(y, cache=cache).logits[:, -1, :]
+            logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            return mx.argmax(logprobs, axis=-1), logprobs
+
+    return step
+
+
+def run_once(
+    lm,
+    prompt_ids: List[int],
+    warmup: int,
+    tokens: int,
+    on_token: Optional[Callable[[int], None]] = None,
+    stream=None,
+) -> RunRecord:
+    """One run: fresh cache, prefill, `warmup` + `tokens` decoded tokens."""
+    stream = stream or mx.new_stream(mx.default_device())
+    cache = lm.make_cache()
+    step = make_step(lm, cache, stream)
+    total = warmup + tokens
+    build = [0.0] * total
+    submit = [0.0] * total
+    wait = [0.0] * total
+    deliver = [0.0] * total
+    ids = [0] * total
+    mx.reset_peak_memory()
+
+    t_pre = time.perf_counter()
+    y, logprobs = step(mx.array([prompt_ids]))
+    mx.eval(y)
+    prefill_s = time.perf_counter() - t_pre
+
+    perf = time.perf_counter
+    for n in range(total):
+        t_a = perf()
+        next_y, next_lp = step(y[:, None])
+        t_b = perf()
+        mx.async_eval(next_y, next_lp)
+        t_c = perf()
+        ids[n] = y.item()
+        t_d = perf()
+        build[n], submit[n], wait[n], deliver[n] = t_b - t_a, t_c - t_b, t_d - t_c, t_d
+        y, logprobs = next_y, next_lp
+        if on_token is not None:
+            on_token(n)
+    mx.eval(y)  # drain the last lookahead step so the next run starts clean
+
+    m = slice(warmup, total)
+    d = deliver[m]
+    t0 = d[0]
+    span = d[-1] - d[0]
+    tok_token = [(deliver[i] - deliver[i - 1]) * 1e3 if i > 0 else float("nan") for i in range(total)][m]
+    return RunRecord(
+        prompt_tokens=len(prompt_ids),
+        warmup=warmup,
+        tokens=tokens,
+        prefill_s=prefill_s,
+        tok_s=(tokens - 1) / span if span > 0 else float("nan"),
+        build_ms=[x * 1e3 for x in build[m]],
+        submit_ms=[x * 1e3 for x in submit[m]],
+        wait_ms=[x * 1e3 for x in wait[m]],
+        token_ms=tok_token,
+        t0=t0,
+        deliveries_s=[x - t0 for x in d],
+        peak_memory_bytes=mx.get_peak_memory(),
+        token_ids=ids,
+    )
+
+
+def split_of(runs: List[RunRecord]) -> PhaseSplit:
+    """Median per phase over every measured token of every run (the first
+    measured token's interval spans the warm-up boundary and is kept: it is a
+    real interval between two deliveries)."""
+
+    def med(field):
+        xs = [x for r in runs for x in getattr(r, field) if x == x]
+        return statistics.median(xs) if xs else 0.0
+
+    b, s, w, t = med("build_ms"), med("submit_ms"), med("wait_ms"), med("token_ms")
+    return PhaseSplit(build_ms=b, submit_ms=s, wait_ms=w, token_ms=t, unattributed_ms=t - (b + s + w))
+
+
+VERDICT_HELP = """Verdict rule. The device's share of a token is estimated as
+wait/token on CUDA (async_eval there only encodes and launches), and as
+(submit + wait)/token on Metal (async_eval blocks on back-pressure once the GPU
+queue is full, so its time stands in for GPU time, as in seed 003). When a GPU
+timeline is available (--gpu-timeline) its busy fraction is used instead.
+Share >= 0.6: GPU-bound; <= 0.3: host-bound (the GPU waits on Python and
+launch); otherwise mixed. On the CPU backend async_eval does the work before
+returning, so the split measures host compute and no GPU verdict is given."""
+
+
+def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -> Verdict:
+    if backend == "cpu":
+        return Verdict(
+            label="CPU backend", gpu_share=None, basis="none",
+            sentence=(
+                "CPU backend: mx.async_eval computes the token before it returns, so 'submit' "
+                f"({split.share('submit'):.0%} of the token) is CPU compute, not GPU time; "
+                "there is no separate device to be bound by."
+            ),
+        )
+    if gpu_busy is not None:
+        share, basis = gpu_busy, "GPU busy fraction from the kernel timeline"
+    elif backend == "metal":
+        share, basis = split.share("submit") + split.share("wait"), "(submit + wait) / token"
+    else:
+        share, basis = split.share("wait"), "wait / token"
+    host = split.share("build") + (split.share("submit") if backend != "metal" else 0.0)
+    if share >= 0.6:
+        label = "GPU-bound"
+        sentence = f"GPU-bound: the device accounts for ~{share:.0%} of each token ({basis})."
+    elif share <= 0.3:
+        label = "host-bound"
+        sentence = (
+            f"Host-bound: graph build and submit take ~{host:.0%} of each token while the GPU "
+            f"accounts for ~{share:.0%} ({basis}); a faster host or fewer ops per token would help, "
+            "a faster GPU would not."
+        )
+    else:
+        label = "mixed"
+        sentence = f"Mixed: the device accounts for ~{share:.0%} of each token ({basis}), the host for the rest."
+    return Verdict(label=label, gpu_share=share, basis=basis, sentence=sentence)
+
+
+def measure(
+    lm,
+    prompt_ids: List[int],
+    runs: int,
+    warmup: int,
+    tokens: int,
+    on_token: Optional[Callable[[int, int], None]] = None,
+    on_run: Optional[Callable[[RunRecord], None]] = None,
+) -> List[RunRecord]:
+    """N independent runs on one stream; `on_run` sees each finished run (so a
+    caller can save partial results)."""
+    stream = mx.new_stream(mx.default_device())
+    out = []
+    for r in range(runs):
+        cb = (lambda n, r=r: on_token(r, n)) if on_token else None
+        rec = run_once(lm, prompt_ids, warmup, tokens, on_token=cb, stream=stream)
+        out.append(rec)
+        if on_run:
+            on_run(rec)
+    return out
+
+
+def summarize_runs(runs: List[RunRecord], backend: str, gpu_busy=None):
+    split = split_of(runs)
+    return (
+        stats.summarize([r.tok_s for r in runs]),
+        stats.summarize([r.prompt_tokens / r.prefill_s for r in runs]),
+        split,
+        verdict(split, backend, gpu_busy),
+    )
+
+
+def default_prompt(n: int, vocab: int) -> List[int]:
+    """A deterministic prompt of n token ids, spread over the vocabulary and
+    clear of the low special ids."""
+    return [(1009 * (i + 1) + 7) % (vocab - 300) + 256 for i in range(n)]
+
+
+# Slow-backend defaults: explicit --runs/--warmup/--tokens/--prompt-tokens win.
+DEFAULTS = dict(runs=3, warmup=20, tokens=100, prompt_tokens=16)
+# A multi-GB model on MLX's CPU backend decodes at ~1-2 s/token (anchors.md):
+# keep `mlxprof decode --model gemma3n-e2b-4bit` within ~3 minutes there.
+CPU_BIG_DEFAULTS = dict(runs=3, warmup=2, tokens=8, prompt_tokens=4)
+CPU_BIG_BYTES = 200 << 20
+
+
+def plan_settings(backend, bytes_per_token, runs=None, warmup=None, tokens=None,
+                  prompt_tokens=None, prompt=None, dtype="bfloat16", dtype_reason=None):
+    slow = backend == "cpu" and bytes_per_token > CPU_BIG_BYTES
+    base = CPU_BIG_DEFAULTS if slow else DEFAULTS
+    given = dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
+    chosen, reduced = {}, []
+    for k, v in given.items():
+        if v is not None:
+            chosen[k] = v
+        else:
+            chosen[k] = base[k]
+            if base[k] != DEFAULTS[k]:
+                reduced.append(f"{k.replace('_', '-')} {DEFAULTS[k]}→{base[k]}")
+    if reduced:
+        reduced = [f"CPU backend with a {bytes_per_token / 1e9:.1f} GB/token model: " + ", ".join(reduced)]
+    if dtype_reason:
+        reduced.append(dtype_reason)
+    return DecodeSettings(dtype=dtype, prompt=prompt, reduced=reduced, **chosen)
+
+
+def validate_counts(**counts):
+    from .errors import InputError
+
+    for k, v in counts.items():
+        if v is not None and v <= 0:
+            raise InputError(f"--{k.replace('_', '-')} must be a positive integer, not {v}")
+    if counts.get("tokens") is not None and counts["tokens"] < 2:
+        raise InputError("--tokens must be at least 2 (tok/s needs two deliveries)")

@@ -1,0 +1,167 @@
+"""The versioned JSON schema every command emits, and atomic reads/writes.
+
+Every result carries `schema` (this module's SCHEMA_VERSION), `kind` (which
+command made it) and a `Provenance`: chip, backend, versions, knobs, weights,
+date. `load` refuses files of another schema version or another kind.
+"""
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, Optional
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+
+# Environment variables that change how MLX schedules or compiles work.
+KNOB_PREFIXES = ("MLX_",)
+
+
+class Record(BaseModel):
+    model_config = {"extra": "forbid", "protected_namespaces": ()}
+
+
+class ModelIdentity(Record):
+    name: str  # alias, repo id or path as given
+    alias: Optional[str] = None
+    repo_id: Optional[str] = None
+    path: Optional[str] = None
+    weights: str  # "real" or "synthetic"
+    quantization: str  # "4bit", "8bit", "bfloat16" …
+    group_size: Optional[int] = None
+    dtype: str  # activations / unquantized parameters
+    num_layers: int
+    parameters: int
+    bytes_per_token: int  # weight bytes streamed per decoded token
+
+
+class Provenance(Record):
+    backend: str  # "metal", "cuda" or "cpu"
+    device: Dict[str, object]  # mx.device_info(), verbatim
+    chip: str
+    versions: Dict[str, Optional[str]]
+    knobs: Dict[str, str]  # MLX_* variables set in the environment
+    python: str
+    platform: str
+    date: str
+    command: Optional[str] = None
+
+
+class Result(Record):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    kind: str
+    provenance: Provenance
+
+    model_config = {"extra": "forbid", "populate_by_name": True, "protected_namespaces": ()}
+
+
+def package_versions() -> Dict[str, Optional[str]]:
+    out = {}
+    for name in ("mlx", "mlx-lm", "mlx-vlm", "mlxprof"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def env_knobs(environ=None) -> Dict[str, str]:
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(KNOB_PREFIXES)}
+
+
+def provenance(command: Optional[str] = None) -> Provenance:
+    from . import hardware
+
+    chip = hardware.detect()
+    return Provenance(
+        backend=chip.backend,
+        device=chip.device_info,
+        chip=chip.name,
+        versions=package_versions(),
+        knobs=env_knobs(),
+        python=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}",
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+    )
+
+
+def check_writable(path) -> Path:
+    """Fail fast, before measuring, if `path` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"output path {path} is a directory")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create output directory {parent}: {e.strerror}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write {path}: permission denied")
+    return path
+
+
+def write_text_atomic(path, text: str):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(result: Result, path):
+    write_text_atomic(path, result.model_dump_json(by_alias=True, indent=2) + "\n")
+
+
+def load(path, cls, kind: Optional[str] = None):
+    """Read a result of class `cls`, refusing other schema versions and kinds."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file")
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a JSON result ({e})")
+    if not isinstance(data, dict) or "schema" not in data or "kind" not in data:
+        raise InputError(f"{path}: not an mlxprof result (no schema/kind)")
+    if data["schema"] != SCHEMA_VERSION:
+        raise InputError(
+            f"{path}: schema version {data['schema']}, this mlxprof reads {SCHEMA_VERSION}"
+        )
+    want = kind or cls.model_fields["kind"].default
+    if want and data["kind"] != want:
+        raise InputError(f"{path}: a '{data['kind']}' result, expected '{want}'")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise InputError(f"{path}: invalid {want} result: {e.errors()[0]['msg']}")
+
+
+def load_any(path) -> dict:
+    """The raw dict of any mlxprof result file, schema-checked."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file")
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a JSON result ({e})")
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION or "kind" not in data:
+        raise InputError(f"{path}: not an mlxprof result of schema version {SCHEMA_VERSION}")
+    return data
+
+
