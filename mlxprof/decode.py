@@ -50,7 +50,7 @@ class PhaseSplit(BaseModel):
     submit_ms: float
     wait_ms: float
     token_ms: float
-    unattributed_ms: float  # token - (build + submit + wait): loop bookkeeping
+    unattributed_ms: float  # median of token - (build + submit + wait): loop bookkeeping
 
     def share(self, phase: str) -> float:
         return getattr(self, f"{phase}_ms") / self.token_ms if self.token_ms else 0.0
@@ -161,16 +161,26 @@ def run_once(
 
 
 def split_of(runs: List[RunRecord]) -> PhaseSplit:
-    """Median per phase over every measured token of every run (the first
-    measured token's interval spans the warm-up boundary and is kept: it is a
-    real interval between two deliveries)."""
+    """Median per phase over every measured token of every run. Medians of
+    separate phases need not add up, so the unattributed rest is the median of
+    each token's own residual token - (build + submit + wait)."""
 
-    def med(field):
-        xs = [x for r in runs for x in getattr(r, field) if x == x]
+    def med(xs):
+        xs = [x for x in xs if x == x]
         return statistics.median(xs) if xs else 0.0
 
-    b, s, w, t = med("build_ms"), med("submit_ms"), med("wait_ms"), med("token_ms")
-    return PhaseSplit(build_ms=b, submit_ms=s, wait_ms=w, token_ms=t, unattributed_ms=t - (b + s + w))
+    def every(field):
+        return [x for r in runs for x in getattr(r, field)]
+
+    rest = [
+        t - (b + s + w)
+        for r in runs
+        for b, s, w, t in zip(r.build_ms, r.submit_ms, r.wait_ms, r.token_ms)
+    ]
+    return PhaseSplit(
+        build_ms=med(every("build_ms")), submit_ms=med(every("submit_ms")),
+        wait_ms=med(every("wait_ms")), token_ms=med(every("token_ms")), unattributed_ms=med(rest),
+    )
 
 
 VERDICT_HELP = """Verdict rule. The device's share of a token is estimated as

@@ -36,8 +36,7 @@ def test_phases_account_for_the_token(tiny_decode_json):
             assert phases <= run.token_ms[i] + 1e-6
             assert run.token_ms[i] - phases < max(0.5, 0.05 * run.token_ms[i])
     s = r.split
-    assert s.unattributed_ms == pytest.approx(s.token_ms - s.build_ms - s.submit_ms - s.wait_ms)
-    assert abs(s.unattributed_ms) < 0.1 * s.token_ms
+    assert 0 <= s.unattributed_ms < 0.05 * s.token_ms
 
 
 def test_greedy_decode_is_deterministic(tiny_decode_json):
@@ -63,6 +62,7 @@ def test_cpu_verdict_does_not_claim_gpu_time(tiny_decode_json):
 
 def split(b, s, w, t):
     return decode.PhaseSplit(build_ms=b, submit_ms=s, wait_ms=w, token_ms=t, unattributed_ms=t - b - s - w)
+
 
 
 def test_verdict_rule():
