@@ -102,5 +102,22 @@ def models(as_json):
         render.models_table(rows)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON result instead of tables.")
+@click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
+              help="User gating file merged over the built-in table "
+                   "[default: $MLXPROF_GATING_FILE, else ~/.config/mlxprof/gating.json].")
+def env(as_json, gating_file):
+    """Backend, chip, MLX's per-chip scheduler defaults, the MLX_* variables in
+    force, and the knob gating advice for this chip."""
+    from . import gating, render
+
+    result = gating.environment(gating_file, command=" ".join(["mlxprof"] + sys.argv[1:]))
+    if as_json:
+        click.echo(result.model_dump_json(by_alias=True, indent=2))
+    else:
+        render.env_table(result)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

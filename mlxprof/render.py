@@ -50,3 +50,50 @@ def models_table(rows, console=None):
                   f"{r['parameters'] / 1e9:.2f} B", _gb(r["weight_bytes"]), _gb(r["bytes_per_token"]),
                   r["repo_id"] or r["note"])
     console.print(t)
+
+
+def env_table(r, console=None):
+    """`mlxprof env`: chip, MLX's knob defaults and values in force, gating advice."""
+    console = console or Console()
+    p, c = r.provenance, r.chip
+    t = Table(title="mlxprof env", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("backend", p.backend)
+    t.add_row("chip", f"{c.name} — family {c.family}")
+    t.add_row("identified by", c.detail)
+    v = p.versions
+    t.add_row("versions", f"mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}, "
+                          f"mlxprof {v.get('mlxprof')}")
+    t.add_row("MLX_* set", " ".join(f"{k}={x}" for k, x in p.knobs.items()) or "none")
+    console.print(t)
+
+    k = Table(title="MLX scheduler variables (read once, when MLX creates its device)", title_justify="left")
+    k.add_column("variable", no_wrap=True)
+    k.add_column("default", no_wrap=True)
+    k.add_column("env", no_wrap=True)
+    k.add_column("in force", no_wrap=True)
+    k.add_column("why this default")
+    for s in r.knobs:
+        if not s.read:
+            k.add_row(s.knob, "not read", s.env or "unset", "—", s.basis)
+        else:
+            k.add_row(s.knob, str(s.default), s.env or "unset", s.in_force + (" (env)" if s.env is not None else ""),
+                      s.basis + (f" [dim]({s.source})[/dim]" if s.source else ""))
+    console.print(k)
+
+    where = r.gating_file + ("" if r.gating_file_exists else ", absent")
+    g = Table(title=f"gating for {c.family} (user file {where})", title_justify="left")
+    g.add_column("variable", no_wrap=True)
+    g.add_column("recommended", no_wrap=True)
+    g.add_column("reason and source")
+    for rec in r.recommendations:
+        pv = rec.provenance
+        src = pv.get("source") or ""
+        if rec.origin != "built-in":
+            src = f"{rec.origin}" + (f": {src}" if src else "")
+        date = pv.get("date") or pv.get("recorded")
+        bits = [x for x in (src, pv.get("measured_on"), f"MLX {pv['mlx']}" if pv.get("mlx") else None, date) if x]
+        g.add_row(rec.knob, "leave default" if rec.value is None else rec.value,
+                  rec.reason + (f"\n[dim]{'; '.join(map(str, bits))}[/dim]" if bits else ""))
+    console.print(g)

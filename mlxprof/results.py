@@ -84,7 +84,7 @@ def provenance(command: Optional[str] = None) -> Provenance:
     return Provenance(
         backend=chip.backend,
         device=chip.device_info,
-        chip=chip.name,
+        chip=chip.label,  # name plus architecture / compute capability
         versions=package_versions(),
         knobs=env_knobs(),
         python=platform.python_version(),
