@@ -69,6 +69,10 @@ def package_versions() -> Dict[str, Optional[str]]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    if out["mlxprof"] is None:  # running from a checkout without installing
+        from . import __version__
+
+        out["mlxprof"] = f"{__version__} (uninstalled checkout)"
     return out
 
 

@@ -1,0 +1,194 @@
+"""Decode-profile markdown documents, from fresh measurements or saved JSON.
+
+A document has a provenance table, the headline, the pipeline split with its
+verdict, and one section per result kind that was measured (ops, floor,
+sweep, vlm, compare, parity, GPU timeline), then the exact commands that
+reproduce every table. Sections render from the saved JSON results alone, so
+`mlxprof report --from a.json --from b.json` re-renders without measuring.
+"""
+
+import datetime as _dt
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import results
+from .errors import InputError
+
+SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
+ORDER = ["decode", "gpu", "ops", "floor", "sweep", "vlm", "compare", "parity"]
+
+
+def section(kind):
+    def deco(fn):
+        SECTIONS[kind] = fn
+        return fn
+
+    return deco
+
+
+def _f(x, d=1):
+    return "–" if x is None else f"{x:.{d}f}"
+
+
+def _gb(x):
+    return f"{x / 1e9:.2f} GB"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def provenance_table(d: dict) -> str:
+    p = d["provenance"]
+    m = d.get("model") or {}
+    v = p["versions"]
+    rows = [
+        ["chip", p["chip"]],
+        ["backend", p["backend"]],
+        ["device_info", ", ".join(f"{k}={val}" for k, val in p["device"].items())],
+        ["MLX / mlx-lm / mlx-vlm", f"{v.get('mlx')} / {v.get('mlx-lm')} / {v.get('mlx-vlm')}"],
+        ["mlxprof", str(v.get("mlxprof"))],
+        ["model", f"{m.get('name')} ({m.get('quantization')}, {m.get('num_layers')} layers)"],
+        ["weights", "**synthetic** (published architecture, random values)" if m.get("weights") == "synthetic"
+         else f"real ({m.get('path') or m.get('repo_id')})"],
+        ["dtype", str(m.get("dtype"))],
+        ["knobs in force", ", ".join(f"{k}={val}" for k, val in p["knobs"].items()) or "none"],
+        ["python / platform", f"{p['python']} / {p['platform']}"],
+        ["date", p["date"]],
+    ]
+    return _table(["", ""], rows)
+
+
+@section("decode")
+def decode_section(d, ctx):
+    s, ts, st = d["split"], d["tok_s"], d["settings"]
+    lines = ["## Decode speed", ""]
+    lines.append(
+        f"**{ts['median']:.2f} tok/s median** (best {ts['best']:.2f}, MAD {ts['mad']:.2f}, "
+        f"σ {ts['stdev']:.2f}, n = {ts['n']}); samples: " + ", ".join(f"{x:.2f}" for x in ts["samples"]) + "."
+    )
+    lines.append("")
+    lines.append(
+        f"Each run: fresh cache, {st['prompt_tokens']}-token prompt, {st['warmup']} warm-up tokens, "
+        f"{st['tokens']} measured tokens, greedy; tok/s = (tokens − 1) / (t_last − t_first). "
+        f"Prefill: {d['prefill_tok_s']['median']:.1f} tok/s median. Peak memory {_gb(d['peak_memory_bytes'])}."
+    )
+    for note in st.get("reduced", []):
+        lines.append(f"\n> {note}")
+    lines += ["", "## Where each token's time goes", ""]
+    tok = s["token_ms"]
+    rows = [[ph, f"{s[ph + '_ms']:.3f}", f"{s[ph + '_ms'] / tok:.0%}" if tok else "–"]
+            for ph in ("build", "submit", "wait")]
+    rows.append(["unattributed", f"{s['unattributed_ms']:.3f}", f"{s['unattributed_ms'] / tok:.0%}" if tok else "–"])
+    rows.append(["**token**", f"**{tok:.3f}**", "100%"])
+    lines.append(_table(["phase", "median ms", "share"], rows))
+    lines += ["", f"**Verdict: {d['verdict']['label']}.** {d['verdict']['sentence']}", ""]
+    mb = d["model"]["bytes_per_token"]
+    lines.append(f"Weights streamed per token: {_gb(mb)} → {mb / (tok / 1e3) / 1e9:.1f} GB/s effective at the median token time.")
+    if ctx.get("plots", {}).get("latency"):
+        lines += ["", f"![per-token latency]({ctx['plots']['latency']})"]
+    return "\n".join(lines)
+
+
+def latency_plot(d: dict, path: Path) -> Optional[str]:
+    """Per-token latency over the run, build / submit / wait stacked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    run = max(d["runs"], key=lambda r: r["tok_s"])
+    x = list(range(len(run["token_ms"])))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.stackplot(x, run["build_ms"], run["submit_ms"], run["wait_ms"], labels=["build", "submit", "wait"], alpha=0.8)
+    ax.plot(x, run["token_ms"], color="black", lw=0.8, label="token")
+    ax.set_xlabel("measured token")
+    ax.set_ylabel("ms")
+    ax.set_title(f"{d['model']['name']} on {d['provenance']['chip']}: per-token latency (best run)")
+    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional[Path] = None,
+           plots: bool = True) -> str:
+    """Markdown for a set of results keyed by kind (one each)."""
+    if "decode" not in docs:
+        raise InputError("a report needs a decode result (mlxprof decode --json …)")
+    base = docs["decode"]
+    ctx = {"docs": docs, "plots": {}}
+    if plots and out_dir is not None:
+        stem = _stem(base)
+        ctx["plots"]["latency"] = latency_plot(base, out_dir / f"{stem}-latency.png")
+        for kind, fn in PLOTS.items():
+            if kind in docs:
+                ctx["plots"][kind] = fn(docs[kind], out_dir / f"{stem}-{kind}.png")
+    m, p = base["model"], base["provenance"]
+    title = title or f"{m['name']} decode profile — {p['chip']} ({p['backend']})"
+    parts = [f"# {title}", ""]
+    if m["weights"] == "synthetic":
+        parts.append("> Weights are **synthetic**: the published architecture with random values. Decode timing "
+                     "does not depend on weight values, so this is a profiling proxy, not a quality run.\n")
+    parts += ["## Provenance", "", provenance_table(base), ""]
+    parts.append(headline(docs))
+    for kind in ORDER:
+        if kind in docs and kind in SECTIONS:
+            parts += ["", SECTIONS[kind](docs[kind], ctx)]
+    if plots and not _have_matplotlib():
+        parts += ["", "_Plots skipped: matplotlib is not installed (`pip install 'mlxprof[plot]'`)._"]
+    parts += ["", "## Reproduce", "", "```bash"]
+    parts += [docs[k]["provenance"].get("command") or f"# ({k}: command not recorded)" for k in ORDER if k in docs]
+    parts += ["```", "", f"_Generated by mlxprof on {_dt.date.today().isoformat()}; JSON results beside this file._", ""]
+    return "\n".join(parts)
+
+
+PLOTS: Dict[str, Callable] = {}
+
+
+def headline(docs) -> str:
+    d = docs["decode"]
+    ts = d["tok_s"]
+    line = (f"**Headline:** {ts['median']:.2f} tok/s median ({ts['best']:.2f} best of {ts['n']}, "
+            f"MAD {ts['mad']:.2f}); {d['verdict']['label']}")
+    fl = docs.get("floor")
+    if fl and fl.get("floor_ms"):
+        floor_tok_s = 1e3 / fl["floor_ms"]
+        line += f"; decode runs at {ts['median'] / floor_tok_s:.0%} of the weight-streaming floor ({floor_tok_s:.0f} tok/s)"
+    return line + "."
+
+
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def _stem(d):
+    return d["model"]["name"].replace("/", "_")
+
+
+def load_results(paths) -> Dict[str, dict]:
+    docs = {}
+    for p in paths:
+        d = results.load_any(p)
+        if d["kind"] not in SECTIONS and d["kind"] != "decode":
+            raise InputError(f"{p}: a '{d['kind']}' result has no report section")
+        docs[d["kind"]] = d
+    return docs
+
+
+def write(docs: Dict[str, dict], out: Path, plots: bool = True) -> Path:
+    out = Path(out)
+    results.check_writable(out)
+    md = render(docs, out_dir=out.parent, plots=plots)
+    results.write_text_atomic(out, md)
+    return out
