@@ -32,7 +32,11 @@ from . import stats
 from .errors import InputError
 
 EXTRA_HINT = "pip install 'mlxprof[cuda]' (cupti-python, NVIDIA's CUPTI bindings)"
-BUFFER_BYTES = 16 << 20  # per CUPTI buffer; ~70k kernel records, so few callbacks per run
+# Per CUPTI buffer. The buffer-completed callback runs Python on CUPTI's thread
+# and holds the GIL while it copies records, so a buffer that fills during a
+# run stalls the decode loop: make buffers hold a whole run (E2B: ~2200
+# kernels/token) and flush between runs (Recorder.flush).
+BUFFER_BYTES = 128 << 20
 
 
 # --------------------------------------------------------------------------
@@ -595,11 +599,14 @@ def _buffer_requested():
 
 
 def _buffer_completed(activities):
+    t0 = time.perf_counter()
     sink = _sink
     if sink is None:
         return
     try:
+        n = len(sink.kernels)
         sink.invalid += parse_activities(activities, sink._kind_labels, sink.kernels, sink._names)
+        sink.deliveries.append((t0, time.perf_counter(), len(sink.kernels) - n))
     except Exception as e:  # never raise into CUPTI's thread
         sink.errors.append(_one_line(e))
 
@@ -624,6 +631,7 @@ class Recorder:
         self.kernels: List[Kernel] = []
         self.invalid = 0
         self.errors: List[str] = []
+        self.deliveries: List[Tuple[float, float, int]] = []  # (start, end, records) of each callback
         self.kinds: List[str] = []
         self.dropped: Optional[int] = None
         self.clock: Optional[ClockFit] = None
@@ -640,6 +648,7 @@ class Recorder:
         if not _callbacks_registered:
             cupti.activity_register_callbacks(_buffer_requested, _buffer_completed)
             _callbacks_registered = True
+        _dropped_records(cupti)  # the count is "since the last call": start from zero
         self._pairs = take_pairs(cupti.get_timestamp)
         _sink = self
         try:
@@ -663,6 +672,13 @@ class Recorder:
             self._stop()
             raise
         return self
+
+    def flush(self, *_):
+        """Have CUPTI hand over what it holds now (call between runs, with the
+        GPU idle, so the callback's Python work falls outside measured tokens)."""
+        if self.sync is not None:
+            self.sync()
+        self._cupti.activity_flush_all(1)
 
     def _stop(self):
         global _sink
@@ -695,6 +711,12 @@ class Recorder:
         tl = analyze(self.kernels, self.clock, runs, self.kinds, invalid=self.invalid,
                      dropped=self.dropped, top=top)
         tl.notes.extend(f"CUPTI: {e}" for e in self.errors)
+        wins = [run_window(r) for r in runs]
+        inside = [(a, b) for a, b, _ in self.deliveries if any(a < hi and b > lo for lo, hi in wins)]
+        if inside:
+            tl.notes.append(f"{len(inside)} CUPTI buffer deliveries ({sum(b - a for a, b in inside) * 1e3:.0f} ms "
+                            "of Python on CUPTI's thread) overlapped measured tokens: the traced runs' host "
+                            "times include them")
         return tl
 
 

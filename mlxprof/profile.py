@@ -105,7 +105,7 @@ def _traced_set(lm, ids, settings, traced, on_token):
     try:
         with gpu_trace.Recorder(sync=mx.synchronize) as rec:
             traced.extend(dec.measure(lm, ids, settings.runs, settings.warmup, settings.tokens,
-                                      on_token=on_token))
+                                      on_token=on_token, on_run=rec.flush))
     except RuntimeError as e:  # CUPTI refused (e.g. another profiler holds it): say so in one line
         raise InputError(f"--gpu-timeline: {e}") from e
     timeline = rec.analyze(traced)

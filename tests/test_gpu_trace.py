@@ -319,6 +319,17 @@ def test_recorder_against_fake_cupti(fake_cupti):
     assert fake_cupti.registered == 1 and rec2.kernels
 
 
+def test_recorder_notes_deliveries_inside_measured_tokens():
+    rec = g.Recorder()
+    rec.clock = g.ClockFit(ref_ns=0, offset_s=0.0, slope=1.0, pairs=2, span_s=1, residual_us=0, uncertainty_us=0)
+    rec.kernels = [g.Kernel(10_000_000, 11_000_000, QMV, "kernel", 1)]
+    rec.kinds = ["kernel"]
+    run = run_like(0.0, [0.0, 0.01, 0.02])
+    assert not any("deliveries" in n for n in rec.analyze([run]).notes)
+    rec.deliveries = [(0.015, 0.025, 1000), (0.5, 0.6, 10)]
+    assert any(n.startswith("1 CUPTI buffer deliveries (10 ms") for n in rec.analyze([run]).notes)
+
+
 def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path):
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", "2",
@@ -343,6 +354,8 @@ def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path):
     assert res.verdict.basis.startswith("GPU busy fraction")
     assert tl.overhead.baseline == "untraced" and tl.traced_tok_s.n == 2
     assert "traced runs comes first" in tl.method
+    assert fake_cupti.flushes >= 2 + 2  # one per traced run, then at the end (before and after disable)
+    assert not any("deliveries" in n for n in tl.notes)  # all deliveries fell between runs
     json.loads(out.read_text())  # plain JSON (spans are not saved)
     assert "_spans" not in out.read_text()
 
