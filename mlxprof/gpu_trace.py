@@ -536,7 +536,7 @@ def analyze(kernels: Sequence[Kernel], clock: ClockFit, runs: Sequence, kinds: S
     per = max(intervals, 1)
     by_readable: Dict[Tuple[str, str], List] = {}
     for raw, (cnt, dur) in by_name.items():
-        short, prim = names.setdefault(raw, classify(raw))
+        short, prim = names[raw] = classify(raw)
         acc = by_readable.setdefault((short, prim), [0, 0.0, raw])
         acc[0] += cnt
         acc[1] += dur
@@ -583,7 +583,7 @@ def analyze(kernels: Sequence[Kernel], clock: ClockFit, runs: Sequence, kinds: S
         records=len(kernels), records_in_windows=n_in, invalid_records=invalid, dropped_records=dropped,
         clock=clock, notes=notes,
     )
-    tl._spans = [(names.setdefault(k.name, classify(k.name))[0], s, e - s) for s, e, k in in_win]
+    tl._spans = [(names[k.name][0], s, e - s) for s, e, k in in_win]  # every name classified above
     return tl
 
 
