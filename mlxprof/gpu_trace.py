@@ -590,6 +590,10 @@ def analyze(kernels: Sequence[Kernel], clock: ClockFit, runs: Sequence, kinds: S
 # --------------------------------------------------------------------------
 # the CUPTI recorder
 
+class RecorderError(RuntimeError):
+    """CUPTI would not start recording (kernel activity refused, or a Recorder already active)."""
+
+
 _callbacks_registered = False
 _sink = None  # the Recorder that buffer-completed callbacks feed
 
@@ -644,7 +648,7 @@ class Recorder:
         global _callbacks_registered, _sink
         cupti = self._cupti = _import_cupti()
         if _sink is not None:
-            raise RuntimeError("a GPU timeline Recorder is already active")
+            raise RecorderError("a GPU timeline Recorder is already active")
         if not _callbacks_registered:
             cupti.activity_register_callbacks(_buffer_requested, _buffer_completed)
             _callbacks_registered = True
@@ -660,7 +664,7 @@ class Recorder:
                     cupti.activity_enable(kind)
                 except Exception as e:
                     if label == "kernel":
-                        raise RuntimeError(f"CUPTI could not enable kernel activity: {_one_line(e)}") from e
+                        raise RecorderError(f"CUPTI could not enable kernel activity: {_one_line(e)}") from e
                     self.errors.append(f"{enum_name} not enabled: {_one_line(e)}")
                     continue
                 self._enabled.append(kind)

@@ -106,7 +106,7 @@ def _traced_set(lm, ids, settings, traced, on_token):
         with gpu_trace.Recorder(sync=mx.synchronize) as rec:
             traced.extend(dec.measure(lm, ids, settings.runs, settings.warmup, settings.tokens,
                                       on_token=on_token, on_run=rec.flush))
-    except RuntimeError as e:  # CUPTI refused (e.g. another profiler holds it): say so in one line
+    except gpu_trace.RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
         raise InputError(f"--gpu-timeline: {e}") from e
     timeline = rec.analyze(traced)
     timeline.method = TIMELINE_METHOD
