@@ -60,7 +60,13 @@ def decode_options(f):
 @model_options
 @decode_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+@click.option("--gpu-timeline", is_flag=True,
+              help="CUDA only (needs cupti-python: pip install 'mlxprof[cuda]'): record the GPU's "
+                   "kernel timeline with CUPTI over an extra, separate set of traced runs; report "
+                   "GPU busy fraction, GPU ms and kernels per token, top kernels by MLX primitive, "
+                   "and what tracing costs in tok/s.")
+def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
+           gpu_timeline):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -79,7 +85,7 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
     result = profile.decode(
         model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
-        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]),
+        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]), gpu_timeline=gpu_timeline,
     )
     render.decode_table(result)
     if json_path:

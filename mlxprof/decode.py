@@ -23,6 +23,7 @@ import mlx.core as mx
 from pydantic import BaseModel
 
 from . import stats
+from .gpu_trace import GpuTimeline
 from .results import ModelIdentity, Result
 
 PHASES = ("build", "submit", "wait")
@@ -84,6 +85,10 @@ class DecodeResult(Result):
     peak_memory_bytes: int
     runs: List[RunRecord]
     notes: List[str] = []
+    # --gpu-timeline (CUDA): the CUPTI kernel timeline, measured over a separate
+    # set of traced runs whose host records are `gpu_runs` (not part of tok_s)
+    gpu: Optional[GpuTimeline] = None
+    gpu_runs: List[RunRecord] = []
 
 
 def make_step(lm, cache, stream):

@@ -30,11 +30,16 @@ def decode(
     json_path: Optional[str] = None,
     progress: bool = False,
     command: Optional[str] = None,
+    gpu_timeline: bool = False,
 ) -> dec.DecodeResult:
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
     if json_path:
         results.check_writable(json_path)
     chip = hardware.detect()
+    if gpu_timeline:
+        from . import gpu_trace
+
+        gpu_trace.check_available(chip.backend)
     loaded, dtype_reason = prepare(model, weights, dtype, chip)
     ident = identity(loaded)
     settings = dec.plan_settings(
@@ -45,18 +50,26 @@ def decode(
     settings.prompt_tokens = len(ids)
     prov = results.provenance(command)
     done = []
+    traced = []
+    timeline = None
 
     def build_result(partial: bool):
-        tok, pre, split, verdict = dec.summarize_runs(done, chip.backend)
+        if timeline is not None:
+            _tracing_cost(timeline, traced, done)
+        busy = timeline.busy_fraction if timeline is not None and timeline.records_in_windows else None
+        tok, pre, split, verdict = dec.summarize_runs(done, chip.backend, busy)
         notes = []
         if ident.weights == "synthetic":
             notes.append("weights: synthetic (published architecture, random values)")
         if partial:
             notes.append(f"partial: {len(done)} of {settings.runs} runs finished")
+        if timeline is not None and busy is None:
+            notes.append("GPU timeline: no kernel records inside the measured tokens; the verdict "
+                         "falls back to the host split")
         return dec.DecodeResult(
             provenance=prov, model=ident, settings=settings, tok_s=tok, prefill_tok_s=pre,
             split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in done),
-            runs=done, notes=notes,
+            runs=done, notes=notes, gpu=timeline, gpu_runs=traced,
         )
 
     def on_run(rec):
@@ -64,18 +77,57 @@ def decode(
         if json_path:
             results.save(build_result(partial=len(done) < settings.runs), json_path)
 
-    with _progress(progress, settings) as tick:
+    with _progress(progress, settings, sets=2 if gpu_timeline else 1) as tick:
+        if gpu_timeline:
+            timeline = _traced_set(loaded.language_model, ids, settings, traced,
+                                   (lambda r, n: tick(r, n, "traced ")) if tick else None)
         dec.measure(loaded.language_model, ids, settings.runs, settings.warmup, settings.tokens,
                     on_token=tick, on_run=on_run)
     return build_result(partial=False)
 
 
+TIMELINE_METHOD = (
+    "A separate set of traced runs comes first, with CUPTI kernel activity enabled over the whole "
+    "set (prefill and warm-up included, so every CUDA graph is built under tracing); kernels are "
+    "placed on the perf_counter clock by a CUPTI/host clock fit and attributed to the measured "
+    "tokens only. The normal untraced runs follow and alone give tok/s and the split. Tracing cost "
+    "= traced vs untraced tok/s (two sequential sets, not interleaved). The verdict's GPU share is "
+    "the busy fraction of the traced runs."
+)
+
+
+def _traced_set(lm, ids, settings, traced, on_token):
+    """Run the traced set under one CUPTI session; return its GpuTimeline."""
+    import mlx.core as mx
+
+    from . import gpu_trace
+
+    try:
+        with gpu_trace.Recorder(sync=mx.synchronize) as rec:
+            traced.extend(dec.measure(lm, ids, settings.runs, settings.warmup, settings.tokens,
+                                      on_token=on_token, on_run=rec.flush))
+    except gpu_trace.RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
+        raise InputError(f"--gpu-timeline: {e}") from e
+    timeline = rec.analyze(traced)
+    timeline.method = TIMELINE_METHOD
+    return timeline
+
+
+def _tracing_cost(timeline, traced, untraced):
+    from . import stats
+
+    timeline.traced_tok_s = stats.summarize([r.tok_s for r in traced])
+    timeline.overhead = stats.compare([r.tok_s for r in untraced], [r.tok_s for r in traced],
+                                      names=("untraced", "traced"))
+
+
 class _progress:
     """A rich progress bar over runs × tokens on stderr (a no-op when off)."""
 
-    def __init__(self, enabled, settings):
+    def __init__(self, enabled, settings, sets=1):
         self.enabled = enabled
         self.s = settings
+        self.sets = sets  # 2 with --gpu-timeline: a traced set, then the normal one
 
     def __enter__(self):
         if not self.enabled:
@@ -87,11 +139,11 @@ class _progress:
                           TimeElapsedColumn(), console=Console(stderr=True), transient=True)
         self.p.__enter__()
         per = self.s.warmup + self.s.tokens
-        self.task = self.p.add_task("decoding", total=self.s.runs * per)
+        self.task = self.p.add_task("decoding", total=self.sets * self.s.runs * per)
 
-        def tick(run, n):
+        def tick(run, n, label=""):
             phase = "warm-up" if n < self.s.warmup else "measuring"
-            self.p.update(self.task, advance=1, description=f"run {run + 1}/{self.s.runs} {phase}")
+            self.p.update(self.task, advance=1, description=f"{label}run {run + 1}/{self.s.runs} {phase}")
 
         return tick
 
