@@ -60,7 +60,10 @@ def decode_options(f):
 @model_options
 @decode_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
+                   "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
+def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet, trace_path):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -79,11 +82,12 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
     result = profile.decode(
         model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
-        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]),
+        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]), trace_path=trace_path,
     )
     render.decode_table(result)
-    if json_path:
-        click.echo(f"wrote {json_path}", err=True)
+    for path in (json_path, trace_path):
+        if path:
+            click.echo(f"wrote {path}", err=True)
 
 
 @main.command(context_settings=CONTEXT)

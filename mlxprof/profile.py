@@ -30,10 +30,12 @@ def decode(
     json_path: Optional[str] = None,
     progress: bool = False,
     command: Optional[str] = None,
+    trace_path: Optional[str] = None,
 ) -> dec.DecodeResult:
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
-    if json_path:
-        results.check_writable(json_path)
+    for path in (json_path, trace_path):
+        if path:
+            results.check_writable(path)
     chip = hardware.detect()
     loaded, dtype_reason = prepare(model, weights, dtype, chip)
     ident = identity(loaded)
@@ -61,8 +63,14 @@ def decode(
 
     def on_run(rec):
         done.append(rec)
+        if json_path or trace_path:
+            res = build_result(partial=len(done) < settings.runs)
         if json_path:
-            results.save(build_result(partial=len(done) < settings.runs), json_path)
+            results.save(res, json_path)
+        if trace_path:
+            from . import trace
+
+            trace.write(trace_path, res)
 
     with _progress(progress, settings) as tick:
         dec.measure(loaded.language_model, ids, settings.runs, settings.warmup, settings.tokens,
