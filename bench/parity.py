@@ -13,6 +13,7 @@ mlxprof >= 0.98 x mlx-vlm (we measure the loop people run).
 """
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def main(argv=None):
     for num, den, target in TARGETS:
         print(parity.ratio_line(num, den, by, target))
     print(parity.ratio_line("bare", "mlx-vlm", by))
+    cost = parity.bookkeeping_s()
+    token = 1 / statistics.median(by["bare"])
+    print(f"timing bookkeeping in isolation: {cost * 1e6:.2f} µs/token = {cost / token:.3%} of the "
+          f"bare loop's median {token * 1e3:.2f} ms token (ratio floor ×{token / (token + cost):.4f})")
     print(parity.token_agreement(runs).sentence)
     return 0
 

@@ -36,8 +36,15 @@ GPU_PID = 10_000  # after any plausible run count
 GpuSpan = Tuple
 
 
-def _us(x: float) -> float:
-    return round(x * 1e6, 3)  # ns resolution; rounding keeps order
+def _ns(x: float) -> int:
+    return round(x * 1e9)
+
+
+def _us(ns: int) -> float:
+    """Integer ns as JSON µs. Perfetto reads a float µs value as
+    int(value * 1000) ns, truncating; the half-ns offset makes that recover
+    `ns` exactly, so spans that touch in ns still touch, never overlap."""
+    return (ns + 0.5) / 1000
 
 
 def phase_starts(run: RunRecord) -> List[Tuple[float, float, float, float]]:
@@ -76,15 +83,16 @@ def _meta(pid, name, value, tid=0, key="name"):
 def _track(events, pid, base_tid, label, spans, origin, cat):
     """Spans (start_s, end_s, name, args) on one logical track, split into
     lanes; lane k gets tid base_tid + 100 * k."""
+    o = _ns(origin)
     named = set()
-    for lane, (start, end, name, args) in _lanes(spans):
+    ns_spans = [(_ns(a) - o, max(_ns(a), _ns(b)) - o, name, args) for a, b, name, args in spans]
+    for lane, (start, end, name, args) in _lanes(ns_spans):
         tid = base_tid + 100 * lane
         if tid not in named:
             named.add(tid)
             events.append(_meta(pid, "thread_name", label if lane == 0 else f"{label} #{lane + 1}", tid))
             events.append(_meta(pid, "thread_sort_index", tid, tid, key="sort_index"))
-        ts, te = _us(start - origin), _us(end - origin)
-        events.append({"name": name, "cat": cat, "ph": "X", "ts": ts, "dur": max(0.0, round(te - ts, 3)),
+        events.append({"name": name, "cat": cat, "ph": "X", "ts": _us(start), "dur": _us(end - start),
                        "pid": pid, "tid": tid, "args": args})
 
 
@@ -120,11 +128,11 @@ def build(result, gpu_spans: Optional[Iterable[GpuSpan]] = None, label: Optional
         for i, p in enumerate(ph):
             ids = run.token_ids
             tid_ = ids[run.warmup + i] if run.warmup + i < len(ids) else None
-            events.append({"name": "token", "cat": "decode", "ph": "i", "s": "t", "ts": _us(p[3] - origin),
+            events.append({"name": "token", "cat": "decode", "ph": "i", "s": "t", "ts": _us(_ns(p[3]) - _ns(origin)),
                            "pid": pid, "tid": TOKENS_TID, "args": {"token": i, "id": tid_}})
             ms = run.token_ms[i]
             if ms == ms and ms > 0 and not math.isinf(ms):
-                events.append({"name": "tok/s", "ph": "C", "ts": _us(p[3] - origin), "pid": pid,
+                events.append({"name": "tok/s", "ph": "C", "ts": _us(_ns(p[3]) - _ns(origin)), "pid": pid,
                                "tid": COUNTER_TID, "args": {"tok/s": round(1e3 / ms, 3)}})
     if gpu:
         events.append(_meta(GPU_PID, "process_name", "GPU"))
@@ -144,11 +152,16 @@ def write(path, result, gpu_spans: Optional[Iterable[GpuSpan]] = None, label: Op
     write_text_atomic(path, json.dumps(build(result, gpu_spans, label), separators=(",", ":")) + "\n")
 
 
+def perfetto_ns(us: float) -> int:
+    """How Perfetto's JSON importer turns a float µs value into ns."""
+    return int(us * 1000.0)
+
+
 def validate(trace: dict) -> List[str]:
     """Problems with a trace against the Chrome trace-event rules mlxprof
     relies on (empty list when none): every event has ph/pid/tid and, except
     metadata, a numeric ts; X spans have dur >= 0 and on one (pid, tid) nest
-    or follow each other; counters are numeric; every pid has a process_name
+    or follow each other, in ns as Perfetto reads them; counters are numeric; every pid has a process_name
     and every span/instant thread a thread_name."""
     problems = []
     evs = trace.get("traceEvents") if isinstance(trace, dict) else None
@@ -179,7 +192,8 @@ def validate(trace: dict) -> List[str]:
             if not isinstance(d, num) or not math.isfinite(d) or d < 0:
                 problems.append(f"event {n}: X without a finite dur >= 0")
                 continue
-            tracks.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + d, n))
+            s0 = perfetto_ns(e["ts"])  # compare as Perfetto will: integer ns
+            tracks.setdefault((e["pid"], e["tid"]), []).append((s0, s0 + perfetto_ns(d), n))
             used.add((e["pid"], e["tid"]))
         elif ph == "C":
             a = e.get("args")

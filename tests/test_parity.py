@@ -85,10 +85,17 @@ def test_parity_reports_a_mismatch_and_exits_0(tmp_path):
     assert ("DIFFER" in res.output) == (not r.tokens.match)
 
 
+def test_bookkeeping_cost_is_measured():
+    c = parity.bookkeeping_s(20_000)
+    assert 0 < c < 1e-4  # four clock reads and five stores: well under 100 µs
+
+
 def test_ratio_line_reports_targets():
     by = {"a": [100.0, 101.0, 99.0, 100.5], "b": [90.0, 91.0, 89.0, 90.5]}
     assert "NOT met" in parity.ratio_line("b", "a", by, 0.99)
-    assert "met (CI above" in parity.ratio_line("a", "b", by, 0.99)
+    assert "met (95% CI above" in parity.ratio_line("a", "b", by, 0.99)
+    noisy = {"a": [100.0, 50.0, 150.0, 120.0], "b": [101.0, 60.0, 140.0, 90.0]}
+    assert "unresolved" in parity.ratio_line("b", "a", noisy, 0.99)
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -124,4 +131,5 @@ def test_bench_runs_and_prints_targets(capsys):
     for name in ("mlxprof", "bare", "mlx-vlm"):
         assert f"{name}:" in out
     assert "mlxprof / bare" in out and "target ≥ 0.99" in out and "target ≥ 0.98" in out
+    assert "µs/token" in out
     assert mod.main(["--rounds", "0"]) == 2
