@@ -180,7 +180,8 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
             sentence += ("; token 0 comes from the prefill, so the loops evaluate the prompt differently "
                          "(mlx-vlm prefills from Model.get_input_embeddings, mlxprof from token ids)")
     else:
-        sentence = f"same greedy token ids in all {len(runs)} runs of {', '.join(loops)} ({len(ref.token_ids)} tokens each)"
+        sentence = (f"same greedy token ids in all {len(runs)} runs of {', '.join(loops)} "
+                    f"({len(ref.token_ids)} tokens each)")
         if distinct == 1:
             sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
     return TokenAgreement(reference=reference, match=not bad, compared=len(ref.token_ids),
