@@ -65,8 +65,11 @@ def decode_options(f):
                    "kernel timeline with CUPTI over an extra, separate set of traced runs; report "
                    "GPU busy fraction, GPU ms and kernels per token, top kernels by MLX primitive, "
                    "and what tracing costs in tok/s.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
+                   "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
 def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
-           gpu_timeline):
+           gpu_timeline, trace_path):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -86,10 +89,12 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
         model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
         progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]), gpu_timeline=gpu_timeline,
+        trace_path=trace_path,
     )
     render.decode_table(result)
-    if json_path:
-        click.echo(f"wrote {json_path}", err=True)
+    for path in (json_path, trace_path):
+        if path:
+            click.echo(f"wrote {path}", err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -123,6 +128,40 @@ def env(as_json, gating_file):
         click.echo(result.model_dump_json(by_alias=True, indent=2))
     else:
         render.env_table(result)
+
+
+@main.command(context_settings=CONTEXT)
+@model_options
+@click.option("--rounds", type=int, default=None,
+              help="Interleaved rounds, each one run of every loop (A B, B A, …) [default 5].")
+@click.option("--warmup", type=int, default=None, help="Warm-up tokens per run, not measured [default 20].")
+@click.option("--tokens", type=int, default=None, help="Measured tokens per run [default 100].")
+@click.option("--prompt-tokens", type=int, default=None,
+              help="Length of the deterministic prompt of token ids [default 16].")
+@click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the result as versioned JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+    """mlxprof's instrumented loop vs mlx-vlm's own generate_step.
+
+    Interleaved runs on one model and prompt; tok/s for both computed the
+    same way ((tokens - 1) / (t_last - t_first) at delivery, after the same
+    warm-up); the ratio mlxprof / mlx-vlm with a bootstrap 95% CI and a
+    Mann-Whitney p-value; and whether both loops produce the same greedy
+    token ids (a mismatch is reported, not an error).
+    """
+    from . import parity as par
+    from . import render
+
+    result = par.parity(
+        model, weights=weights, dtype=dtype, rounds=rounds, warmup=warmup, tokens=tokens,
+        prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path, progress=not quiet,
+        command=" ".join(["mlxprof"] + sys.argv[1:]),
+    )
+    render.parity_table(result)
+    if json_path:
+        click.echo(f"wrote {json_path}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,10 @@ class RunRecord(BaseModel):
     token_ms: List[float]  # delivery(n) - delivery(n-1); first entry vs last warm-up
     t0: float  # perf_counter() of the first measured delivery, seconds
     deliveries_s: List[float]  # measured deliveries relative to t0
+    # start of each measured token's build relative to t0 (negative for the
+    # first: it precedes its delivery); submit starts at build_start + build,
+    # wait at submit start + submit. Empty in results saved before it existed.
+    build_start_s: List[float] = []
     peak_memory_bytes: int
     token_ids: List[int]
 
@@ -120,6 +124,7 @@ def run_once(
     submit = [0.0] * total
     wait = [0.0] * total
     deliver = [0.0] * total
+    start = [0.0] * total
     ids = [0] * total
     mx.reset_peak_memory()
 
@@ -137,7 +142,7 @@ def run_once(
         t_c = perf()
         ids[n] = y.item()
         t_d = perf()
-        build[n], submit[n], wait[n], deliver[n] = t_b - t_a, t_c - t_b, t_d - t_c, t_d
+        build[n], submit[n], wait[n], deliver[n], start[n] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
         y, logprobs = next_y, next_lp
         if on_token is not None:
             on_token(n)
@@ -160,6 +165,7 @@ def run_once(
         token_ms=tok_token,
         t0=t0,
         deliveries_s=[x - t0 for x in d],
+        build_start_s=[x - t0 for x in start[m]],
         peak_memory_bytes=mx.get_peak_memory(),
         token_ids=ids,
     )

@@ -31,10 +31,12 @@ def decode(
     progress: bool = False,
     command: Optional[str] = None,
     gpu_timeline: bool = False,
+    trace_path: Optional[str] = None,
 ) -> dec.DecodeResult:
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
-    if json_path:
-        results.check_writable(json_path)
+    for path in (json_path, trace_path):
+        if path:
+            results.check_writable(path)
     chip = hardware.detect()
     if gpu_timeline:
         from . import gpu_trace
@@ -74,8 +76,18 @@ def decode(
 
     def on_run(rec):
         done.append(rec)
+        if json_path or trace_path:
+            res = build_result(partial=len(done) < settings.runs)
         if json_path:
-            results.save(build_result(partial=len(done) < settings.runs), json_path)
+            results.save(res, json_path)
+        if trace_path:
+            from . import trace
+
+            if timeline is not None:  # GPU kernels exist for the traced runs: trace those
+                trace.write(trace_path, res.model_copy(update={"runs": traced}),
+                            gpu_spans=timeline.spans(), label="traced runs + GPU kernels")
+            else:
+                trace.write(trace_path, res)
 
     with _progress(progress, settings, sets=2 if gpu_timeline else 1) as tick:
         if gpu_timeline:

@@ -127,3 +127,23 @@ def env_table(r, console=None):
         g.add_row(rec.knob, "leave default" if rec.value is None else rec.value,
                   rec.reason + (f"\n[dim]{'; '.join(map(str, bits))}[/dim]" if bits else ""))
     console.print(g)
+
+
+def parity_table(r, console=None):
+    console = console or Console()
+    m, st, c = r.model, r.settings, r.comparison
+    t = Table(title=f"mlxprof parity — {m.name}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model", f"{m.name} ({m.quantization}, {m.weights} weights, {m.dtype})")
+    t.add_row("backend / chip", f"{r.provenance.backend} / {r.provenance.chip}")
+    t.add_row("runs", f"{st.rounds} rounds × ({' '.join(r.order[:2])}), interleaved; each "
+                      f"{st.prompt_tokens} prompt, {st.warmup} warm-up, {st.tokens} measured tokens")
+    for loop, s in r.tok_s.items():
+        t.add_row(f"{loop} tok/s", f"median {s.median:.2f} ± {s.mad:.2f} MAD (best {s.best:.2f}, n={s.n}): "
+                                   + ", ".join(f"{x:.2f}" for x in s.samples))
+    t.add_row("ratio", c.sentence())
+    t.add_row("token ids", r.tokens.sentence)
+    for note in st.reduced + r.notes:
+        t.add_row("note", note)
+    console.print(t)
