@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -376,6 +377,8 @@ def run_point(variant: Variant, job: dict, index: int, rnd: int, timeout: Option
         return Point(**base, status="failed", wall_s=time.time() - t0,
                      error=f"could not start the worker {cmd[0]}: {e}"), None
     wall = time.time() - t0
+    if proc.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt  # Ctrl-C reaches the whole process group: the user stopped the sweep
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(TAG)]
     if proc.returncode != 0:
         return Point(**base, status="failed", wall_s=wall, returncode=proc.returncode,
@@ -388,6 +391,9 @@ def run_point(variant: Variant, job: dict, index: int, rnd: int, timeout: Option
         if not tok_s or not all(x == x and x > 0 for x in tok_s):
             raise ValueError(f"bad tok/s samples {tok_s}")
         t = out["timing"]
+        # the worker's identity of the model and its decode settings (checked here, kept once)
+        out["model"] = ModelIdentity(**out["model"]) if out.get("model") else None
+        out["settings"] = DecodeSettings(**out["settings"]) if out.get("settings") else None
         point = Point(
             **base, status="ok", tok_s=tok_s, prefill_tok_s=[float(x) for x in out.get("prefill_tok_s", [])],
             split=PhaseSplit(**out["split"]) if out.get("split") else None,
@@ -617,8 +623,7 @@ def run(
                 point, out = run_point(by_label[label], job, i, i // k, timeout, worker_cmd)
                 point.attempts = tries.get(i, 0) + 1
                 if out is not None and r.model is None:
-                    r.model = ModelIdentity(**out["model"])
-                    r.decode = DecodeSettings(**out["settings"])
+                    r.model, r.decode = out["model"], out["settings"]
                 r.points = [p for p in r.points if p.index != i] + [point]
                 r.points.sort(key=lambda p: p.index)
                 r.partial = len(r.points) < len(r.order)  # failed points count as run
