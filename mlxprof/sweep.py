@@ -45,6 +45,7 @@ DEFAULT = "default"  # the value that leaves the variable unset in the child
 WORKER_ENV = "MLXPROF_SWEEP_WORKER"  # overrides the worker command (tests inject faults with it)
 DEFAULT_TIMEOUT_S = 600.0
 STDERR_TAIL = 2000
+REFUSED = "worker refused its input: "  # an InputError in the worker: the same for every point
 
 
 @dataclass(frozen=True)
@@ -380,6 +381,10 @@ def run_point(variant: Variant, job: dict, index: int, rnd: int, timeout: Option
     if proc.returncode == -signal.SIGINT:
         raise KeyboardInterrupt  # Ctrl-C reaches the whole process group: the user stopped the sweep
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(TAG)]
+    refused = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlxprof: error: ")]
+    if proc.returncode == 2 and refused:
+        return Point(**base, status="failed", wall_s=wall, returncode=2,
+                     error=REFUSED + refused[-1][len("mlxprof: error: "):]), None
     if proc.returncode != 0:
         return Point(**base, status="failed", wall_s=wall, returncode=proc.returncode,
                      error=f"worker exited with code {proc.returncode}; stderr tail:\n{_tail(proc.stderr)}"), None
@@ -494,6 +499,8 @@ def plan(model, knob=None, values=None, knobs=None, variants=None, reps=3, runs=
     notes = []
     skipped = {}
     if variants is None:
+        if not knobs:
+            raise InputError("no knobs to sweep")
         checked = {}
         for name, vals in knobs.items():
             checked[name] = validate_knob(name, vals)
@@ -626,9 +633,10 @@ def run(
                     r.model, r.decode = out["model"], out["settings"]
                 r.points = [p for p in r.points if p.index != i] + [point]
                 r.points.sort(key=lambda p: p.index)
-                r.partial = len(r.points) < len(r.order)  # failed points count as run
                 save()
                 prog.done(point)
+                if point.error and point.error.startswith(REFUSED):
+                    raise InputError(point.error[len(REFUSED):])
                 if on_point:
                     on_point(point, r)
         except KeyboardInterrupt:
@@ -637,6 +645,7 @@ def run(
             r.notes = [n for n in r.notes if not n.startswith("interrupted after")] + [msg]
             save()
             raise SweepInterrupted(r) from None
+    r.partial = False  # every point has run (failed ones included: a resume retries them)
     r.notes = [n for n in r.notes if not n.startswith("interrupted after")]
     failed = [p for p in r.points if p.status != "ok"]
     if failed:

@@ -37,6 +37,9 @@ FAKE_WORKER = textwrap.dedent(r'''
     if mode == "crash":
         print("Traceback (most recent call last):\nRuntimeError: boom in the worker", file=sys.stderr)
         sys.exit(3)
+    if mode == "refuse":
+        print("mlxprof: error: gemma3n-huge needs ~99 GB but the device offers 1 GB", file=sys.stderr)
+        sys.exit(2)
     if mode == "hang":
         print("about to hang", file=sys.stderr, flush=True)
         time.sleep(60)
@@ -179,6 +182,14 @@ def test_faults_are_recorded_and_the_sweep_goes_on(fake, tmp_path):
     assert not r.partial and any("3 of 4 points failed" in n for n in r.notes)
     assert {x.label: x.verdict for x in r.rows}["crash"] == "no data"
     assert results.load(out, sw.SweepResult).points[1].error == by[r.order[1]].error
+
+
+def test_worker_input_error_stops_the_sweep(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLX_FAKE", "refuse")  # every point refuses, as a model too big for the device would
+    monkeypatch.setenv(sw.WORKER_ENV, " ".join(fake.cmd))
+    res = CliRunner().invoke(main, ["sweep", "-m", "gemma3n-tiny", "--knob", "MLX_BFS_MAX_WIDTH=default,7",
+                                    "--json", str(tmp_path / "s.json"), "-q"])
+    assert "needs ~99 GB" in one_line_error(res) and len(fake.calls()) == 1
 
 
 def test_interrupt_leaves_partial_file_and_resume_completes(fake, tmp_path, monkeypatch):
