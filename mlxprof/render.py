@@ -92,7 +92,8 @@ def sweep_renderable(r):
     styles = {"significant gain": "bold green", "regression": "bold red", "baseline": "bold"}
     t = Table(title=_sweep_title(r), title_justify="left")
     for c in SWEEP_COLUMNS:
-        t.add_column(c, justify="right" if c in ("n", "speedup ×", "p") else "left")
+        t.add_column(c, justify="right" if c in ("n", "speedup ×", "p") else "left",
+                     overflow="fold" if c == "value" else "ellipsis")
     for row, cells in zip(r.rows, sweep_rows(r)):
         t.add_row(*cells[:-1], Text(cells[-1], style=styles.get(row.verdict, "")))
     parts = [t]

@@ -217,7 +217,7 @@ class SweepResult(Result):
             raise ImportError("SweepResult.plot() needs matplotlib: pip install 'mlxprof[plot]'") from None
         rows = [r for r in self.rows if r.ratio is not None]
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 2), 3.6))
+            fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.0))
         else:
             fig = ax.figure
         colors = {"significant gain": "tab:green", "regression": "tab:red", "baseline": "black"}
@@ -229,8 +229,10 @@ class SweepResult(Result):
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r.label for r in rows], rotation=30 if len(rows) > 5 else 0, ha="right" if len(rows) > 5 else "center")
         ax.set_ylabel(f"tok/s vs {self.baseline} (×, 95% CI)")
-        name = " × ".join(k for k in self.knobs if k not in self.skipped) or "variants"
-        ax.set_title(f"{self.model_name} on {self.provenance.chip}: {name}", fontsize=10)
+        swept = [k for k in self.knobs if k not in self.skipped]
+        ax.set_xlabel(swept[0] if len(swept) == 1 else "variant")
+        ax.set_title(f"{self.model_name} on {self.provenance.chip} ({self.provenance.backend}), "
+                     f"{self.settings.reps} reps", fontsize=10)
         fig.tight_layout()
         return fig
 
