@@ -164,5 +164,82 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
         click.echo(f"wrote {json_path}", err=True)
 
 
+@main.command(context_settings=CONTEXT)
+@model_options
+@click.option("--knob", "knob_specs", multiple=True, required=True, metavar="NAME=V1,V2,…",
+              help="A variable and its values; `default` leaves it unset. Several --knob flags make a grid.")
+@click.option("--reps", type=int, default=3, show_default=True,
+              help="Rounds: each value runs once per round, interleaved round-robin.")
+@click.option("--runs", type=int, default=None, help="Decode runs per point [default 3].")
+@click.option("--warmup", type=int, default=None, help="Warm-up tokens per run [default 20].")
+@click.option("--tokens", type=int, default=None, help="Measured tokens per run [default 100].")
+@click.option("--prompt-tokens", type=int, default=None, help="Prompt length in token ids [default 16].")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds one point may take before it is killed and recorded as failed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Result file, rewritten after every point [default: mlxprof-sweep-MODEL-TIME.json, "
+                   "or the --resume file].")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue a partial sweep from its result file (same model, knobs and settings).")
+@click.option("--force", is_flag=True, help="Sweep knobs this backend does not read (e.g. buffer sizes on CPU).")
+@click.option("--save-gating", is_flag=True, help="Save the recommendation as this chip's gating decision.")
+@click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
+              help="Gating file for --save-gating [default: mlxprof's per-user file].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
+          resume, force, save_gating, gating_file, quiet):
+    """Sweep MLX environment knobs, each point in a fresh process.
+
+    \b
+    mlxprof sweep -m gemma3n-e2b-4bit --knob MLX_MAX_OPS_PER_BUFFER=default,50,100,200,1000,2000
+
+    MLX reads its buffer knobs once, when the device is created, so every
+    point starts a new worker with the variables set (`default`: unset).
+    Points run round-robin over the values for --reps rounds, so drift hits
+    all values alike. Each value's run-level tok/s samples are compared with
+    the default: speedup, bootstrap 95% CI and Mann-Whitney p; only a ratio
+    whose CI excludes 1 with p < 0.05 is a gain. A crashed or hung point is
+    recorded as failed and the sweep goes on; Ctrl-C leaves a partial file
+    that --resume continues.
+    """
+    import datetime
+    import importlib.util
+    import re
+
+    from . import render
+    from . import sweep as sw
+
+    knobs = {}
+    for spec in knob_specs:
+        name, values = sw.parse_knob(spec)
+        if name in knobs:
+            raise InputError(f"--knob {name} given twice; list all its values in one flag")
+        knobs[name] = values
+    if gating_file and not save_gating:
+        raise InputError("--gating-file goes with --save-gating")
+    if save_gating and importlib.util.find_spec("mlxprof.gating") is None:
+        raise InputError("--save-gating needs mlxprof.gating, which this installation lacks")
+    if json_path is None and resume is None:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
+        json_path = f"mlxprof-sweep-{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+    try:
+        result = sw.run(
+            model, knobs=knobs, reps=reps, runs=runs, warmup=warmup, tokens=tokens,
+            prompt_tokens=prompt_tokens, weights=weights, dtype=dtype, timeout=timeout, force=force,
+            json_path=json_path, resume=resume, progress=not quiet,
+            command=" ".join(["mlxprof"] + sys.argv[1:]),
+        )
+    except sw.SweepInterrupted as e:
+        render.sweep_table(e.result)
+        path = json_path or resume
+        click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
+        sys.exit(130)
+    render.sweep_table(result)
+    click.echo(f"wrote {json_path or resume}", err=True)
+    if save_gating:
+        saved = sw.save_gating(result, path=gating_file, source=json_path or resume)
+        click.echo(f"saved gating decision for {', '.join(saved)}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
