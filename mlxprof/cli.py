@@ -79,8 +79,9 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
     \b
     Verdict rule: the device's share of a token is wait/token on CUDA,
     (submit + wait)/token on Metal (async_eval blocks on back-pressure there),
-    or the GPU busy fraction when a kernel timeline is recorded.
-    >= 0.6 GPU-bound, <= 0.3 host-bound, otherwise mixed.
+    >= 0.6 GPU-bound, <= 0.3 host-bound, otherwise mixed. With
+    --gpu-timeline the GPU busy fraction is used instead:
+    >= 0.8 GPU-bound, <= 0.6 host-bound, otherwise mixed.
     On the CPU backend async_eval computes the token itself: no GPU verdict.
     """
     from . import profile, render

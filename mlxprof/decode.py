@@ -199,8 +199,10 @@ wait/token on CUDA (async_eval there only encodes and launches), and as
 (submit + wait)/token on Metal (async_eval blocks on back-pressure once the GPU
 queue is full, so its time stands in for GPU time, as in seed 003). When a GPU
 timeline is available (--gpu-timeline) its busy fraction is used instead.
-Share >= 0.6: GPU-bound; <= 0.3: host-bound (the GPU waits on Python and
-launch); otherwise mixed. On the CPU backend async_eval does the work before
+From the split: share >= 0.6 GPU-bound, <= 0.3 host-bound (the GPU waits on
+Python and launch), otherwise mixed. From the busy fraction, which sees the
+idle gaps directly: >= 0.8 GPU-bound, <= 0.6 host-bound (the GPU idles at
+least 40 % of the time), otherwise mixed. On the CPU backend async_eval does the work before
 returning, so the split measures host compute and no GPU verdict is given."""
 
 
@@ -221,10 +223,11 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -
     else:
         share, basis = split.share("wait"), "wait / token"
     host = split.share("build") + (split.share("submit") if backend != "metal" else 0.0)
-    if share >= 0.6:
+    gpu_hi, host_lo = (0.8, 0.6) if gpu_busy is not None else (0.6, 0.3)
+    if share >= gpu_hi:
         label = "GPU-bound"
         sentence = f"GPU-bound: the device accounts for ~{share:.0%} of each token ({basis})."
-    elif share <= 0.3:
+    elif share <= host_lo:
         label = "host-bound"
         sentence = (
             f"Host-bound: graph build and submit take ~{host:.0%} of each token while the GPU "

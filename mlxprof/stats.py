@@ -105,6 +105,16 @@ def mann_whitney_p(a, b) -> float:
     return min(1.0, math.erfc(max(z, 0) / math.sqrt(2)))
 
 
+def min_p_value(n1: int, n2: int) -> float:
+    """The smallest two-sided p the rank test can give for these group sizes
+    (fully separated groups)."""
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    if n1 + n2 <= 16:
+        return _exact_u_p(0, n1, n2)
+    return 0.0
+
+
 def _exact_u_p(u, n1, n2):
     # count rank-sum arrangements: number of ways to get U <= u
     from functools import lru_cache
@@ -129,7 +139,7 @@ class Comparison(BaseModel):
     ci_low: float
     ci_high: float
     p_value: float
-    verdict: str  # "significant gain", "no significant difference", "regression"
+    verdict: str  # "significant gain", "no significant difference", "regression", "too few samples …"
     baseline_summary: Summary
     candidate_summary: Summary
 
@@ -149,7 +159,9 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """A ratio inside the noise is never called a gain: both the bootstrap CI
-    must exclude 1 and the rank test must reject at `alpha`."""
+    must exclude 1 and the rank test must reject at `alpha`. Groups too small
+    for the rank test ever to reject (e.g. 3 vs 3: p ≥ 0.1) are said to be
+    too few samples, not 'no difference'."""
     a, b = list(map(float, baseline)), list(map(float, candidate))
     if not a or not b:
         raise ValueError("both groups need samples")
@@ -159,7 +171,10 @@ def compare(
     p = mann_whitney_p(a, b)
     better = (lo > 1.0) if higher_is_better else (hi < 1.0)
     worse = (hi < 1.0) if higher_is_better else (lo > 1.0)
-    if p < alpha and better:
+    if min_p_value(len(a), len(b)) >= alpha:
+        # e.g. 2 vs 2 samples: even fully separated groups give p = 0.33
+        verdict = f"too few samples to test (n={len(a)}+{len(b)})"
+    elif p < alpha and better:
         verdict = "significant gain"
     elif p < alpha and worse:
         verdict = "regression"

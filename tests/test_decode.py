@@ -72,6 +72,9 @@ def test_verdict_rule():
     assert decode.verdict(split(0.92, 11.44, 0.16, 12.6), "metal").label == "GPU-bound"
     assert decode.verdict(split(3, 2, 5, 10), "cuda").label == "mixed"
     assert decode.verdict(split(3, 7, 0, 10), "cuda", gpu_busy=0.9).label == "GPU-bound"
+    # H200 E2B 4-bit under CUPTI: GPU busy ~37 % → the GPU idles most of the time
+    assert decode.verdict(split(2.7, 9.7, 0, 12.4), "cuda", gpu_busy=0.37).label == "host-bound"
+    assert decode.verdict(split(2.7, 9.7, 0, 12.4), "cuda", gpu_busy=0.7).label == "mixed"
 
 
 def test_plan_settings_adapts_on_slow_backend_only():

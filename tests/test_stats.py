@@ -36,7 +36,7 @@ def test_compare_calls_clear_gain_and_refuses_noise():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.floats(1, 1000), min_size=3, max_size=12))
+@given(st.lists(st.floats(1, 1000), min_size=4, max_size=12))
 def test_identical_groups_are_never_significant(xs):
     assert stats.compare(xs, list(xs)).verdict == "no significant difference"
 
@@ -44,3 +44,10 @@ def test_identical_groups_are_never_significant(xs):
 def test_interleave_rotates():
     assert stats.interleave(["A", "B", "C"], 2) == ["A", "B", "C", "B", "C", "A"]
     assert stats.interleave(["A", "B"], 2, rotate=False) == ["A", "B", "A", "B"]
+
+
+def test_too_few_samples_is_said_not_hidden():
+    c = stats.compare([100, 101], [80, 81])
+    assert c.verdict.startswith("too few samples") and c.ci_high < 1.0
+    assert stats.min_p_value(3, 3) == pytest.approx(0.1)
+    assert stats.min_p_value(4, 4) == pytest.approx(2 / 70)
