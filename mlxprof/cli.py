@@ -242,5 +242,55 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         click.echo(f"saved gating decision for {', '.join(saved)}", err=True)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--model", "-m", default=None, help="Measure this model (alias, directory or cached repo id).")
+@click.option("--weights", type=click.Choice(["auto", "real", "synthetic"]), default="auto", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Markdown path [default: docs/benchmark_results/<model>-<backend>.md]; JSON results beside it.")
+@click.option("--quick", is_flag=True, help="Small token counts: about a minute for gemma3n-tiny on 2 CPU cores.")
+@click.option("--from", "from_paths", multiple=True, type=click.Path(),
+              help="Render saved JSON results (one per kind) instead of measuring. Repeatable.")
+@click.option("--gpu-timeline", is_flag=True, help="CUDA: record the kernel timeline (CUPTI) in the decode step.")
+@click.option("--image", type=click.Path(), default=None, help="Image for the text-vs-image section.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--quiet", "-q", is_flag=True)
+def report(model, weights, out, quick, from_paths, gpu_timeline, image, no_plots, quiet):
+    """Write a decode-profile markdown document.
+
+    Either measures everything (decode best-of-N and the split, op
+    histogram, streaming floor, a sweep of MLX_MAX_OPS_PER_BUFFER where the
+    backend reads it, text vs image, parity with mlx-vlm) or, with --from,
+    renders saved JSON results without measuring again. Saves every JSON
+    result beside the markdown and ends with the commands that reproduce
+    each table.
+    """
+    from pathlib import Path
+
+    from . import report as rep
+
+    if bool(model) == bool(from_paths):
+        raise InputError("give either --model (measure) or --from RESULT.json … (render), not both or neither")
+    if from_paths:
+        docs = rep.load_results(from_paths)
+        if out is None:
+            d = docs.get("decode") or {}
+            out = _default_out(d.get("model", {}).get("name", "report"), d.get("provenance", {}).get("backend", ""))
+    else:
+        if out is None:
+            from . import hardware
+
+            out = _default_out(model, hardware.backend_name())
+        log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+        docs = rep.measure(model, Path(out), quick=quick, weights=weights, gpu_timeline=gpu_timeline,
+                           image=image, progress=not quiet, log=log)
+    path = rep.write(docs, Path(out), plots=not no_plots)
+    click.echo(f"wrote {path}", err=True)
+
+
+def _default_out(name, backend):
+    safe = name.replace("/", "_").strip("._") or "report"
+    return f"docs/benchmark_results/{safe}-{backend or 'unknown'}.md"
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
