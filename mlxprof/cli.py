@@ -56,11 +56,25 @@ def decode_options(f):
     return f
 
 
+def image_options(f):
+    """--image / --image-size, for any command that prefills a prompt."""
+    f = click.option("--image-size", type=int, default=None,
+                     help="Resize the image to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep "
+                          "256 soft tokens; multiples of 32 below 512 are tiny test inputs with (N/32)² soft "
+                          "tokens).")(f)
+    f = click.option("--image", default=None, metavar="PATH",
+                     help="Prefill an image prompt through the vision tower (Gemma 3n: MobileNetV5; "
+                          "synthetic weights when the checkpoint is not on disk).")(f)
+    return f
+
+
 @main.command(context_settings=CONTEXT)
 @model_options
 @decode_options
+@image_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
+           image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -80,6 +94,7 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
         model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
         progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]),
+        image=image, image_size=image_size,
     )
     render.decode_table(result)
     if json_path:
@@ -100,6 +115,48 @@ def models(as_json):
         click.echo(json.dumps(rows, indent=2))
     else:
         render.models_table(rows)
+
+
+@main.command(context_settings=CONTEXT)
+@model_options
+@decode_options
+@click.option("--image", required=True, metavar="PATH", help="The image of the image prompt.")
+@click.option("--image-size", type=int, default=None,
+              help="Resize to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep 256 soft tokens; "
+                   "multiples of 32 below 512 are tiny test inputs with (N/32)² soft tokens).")
+@click.option("--ttft-runs", type=int, default=None,
+              help="Measured TTFT breakdown runs [default 10; 3 on the CPU backend].")
+@click.option("--ttft-warmup", type=int, default=None,
+              help="TTFT breakdown warm-up runs [default 10; 1 on the CPU backend].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, image, image_size,
+        ttft_runs, ttft_warmup, quiet):
+    """Image prompt: TTFT breakdown, and text vs image prefill/TTFT/decode.
+
+    \b
+    TTFT breakdown (seed 001's cells: median, stddev, largest deviation
+    from the median, over --ttft-runs after --ttft-warmup): preprocess,
+    vision tower, projection (embed_vision), embedding merge, text prefill,
+    first token. Stages are synchronised with mx.eval between them, so
+    the breakdown is sequential by construction.
+
+    \b
+    Then --runs interleaved runs of the same text with and without the
+    image (fresh cache each): prefill tok/s, TTFT (raw input → first token
+    in one fused eval) and decode tok/s, with a significance statement.
+    """
+    from . import profile, render, results
+
+    result = profile.vlm(
+        model, image, weights=weights, dtype=dtype, image_size=image_size, runs=runs, warmup=warmup,
+        tokens=tokens, ttft_runs=ttft_runs, ttft_warmup=ttft_warmup, prompt_tokens=prompt_tokens,
+        prompt=prompt, progress=not quiet, json_path=json_path,
+        command=" ".join(["mlxprof"] + sys.argv[1:]),
+    )
+    render.vlm_table(result)
+    if json_path:
+        results.save(result, json_path)
+        click.echo(f"wrote {json_path}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,10 +30,19 @@ def decode(
     json_path: Optional[str] = None,
     progress: bool = False,
     command: Optional[str] = None,
+    image: Optional[str] = None,
+    image_size: Optional[int] = None,
 ) -> dec.DecodeResult:
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
     if json_path:
         results.check_writable(json_path)
+    if image is not None:
+        from . import vlm
+
+        vlm.open_image(image)
+        vlm.check_image_size(image_size)
+    elif image_size is not None:
+        raise InputError("--image-size needs --image")
     chip = hardware.detect()
     loaded, dtype_reason = prepare(model, weights, dtype, chip)
     ident = identity(loaded)
@@ -42,6 +51,12 @@ def decode(
         dtype=loaded.dtype, dtype_reason=dtype_reason,
     )
     ids = prompt_ids(loaded, prompt, settings.prompt_tokens)
+    hook, vision_note = None, []
+    if image is not None:
+        vision = vlm.Vision(loaded, image, image_size, ids)
+        ids, hook = vision.ids, vision.prefill
+        settings.image, settings.image_size = image, vision.prompt.image_size
+        vision_note = [vlm.prompt_note(vision.prompt)]
     settings.prompt_tokens = len(ids)
     prov = results.provenance(command)
     done = []
@@ -51,6 +66,7 @@ def decode(
         notes = []
         if ident.weights == "synthetic":
             notes.append("weights: synthetic (published architecture, random values)")
+        notes += vision_note
         if partial:
             notes.append(f"partial: {len(done)} of {settings.runs} runs finished")
         return dec.DecodeResult(
@@ -66,8 +82,100 @@ def decode(
 
     with _progress(progress, settings) as tick:
         dec.measure(loaded.language_model, ids, settings.runs, settings.warmup, settings.tokens,
-                    on_token=tick, on_run=on_run)
+                    on_token=tick, on_run=on_run, prefill=hook)
     return build_result(partial=False)
+
+
+def vlm(
+    model: str,
+    image: str,
+    weights: str = "auto",
+    dtype: Optional[str] = None,
+    image_size: Optional[int] = None,
+    runs: Optional[int] = None,
+    warmup: Optional[int] = None,
+    tokens: Optional[int] = None,
+    ttft_runs: Optional[int] = None,
+    ttft_warmup: Optional[int] = None,
+    prompt_tokens: Optional[int] = None,
+    prompt: Optional[str] = None,
+    json_path: Optional[str] = None,
+    progress: bool = False,
+    command: Optional[str] = None,
+):
+    """TTFT breakdown of an image prompt, then text vs image decode."""
+    from . import stats
+    from . import vlm as v
+
+    dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens,
+                        ttft_runs=ttft_runs)
+    if ttft_warmup is not None and ttft_warmup < 0:
+        raise InputError(f"--ttft-warmup must be 0 or more, not {ttft_warmup}")
+    if json_path:
+        results.check_writable(json_path)
+    v.open_image(image)
+    v.check_image_size(image_size)
+    chip = hardware.detect()
+    loaded, dtype_reason = prepare(model, weights, dtype, chip)
+    ident = identity(loaded)
+    ds = dec.plan_settings(chip.backend, ident.bytes_per_token, runs, warmup, tokens, prompt_tokens,
+                           prompt, dtype=loaded.dtype, dtype_reason=dtype_reason)
+    tt, tt_reduced = v.plan(chip.backend, ttft_runs, ttft_warmup)
+    settings = v.VLMSettings(runs=ds.runs, warmup=ds.warmup, tokens=ds.tokens, dtype=loaded.dtype,
+                             reduced=tt_reduced + ds.reduced, **tt)
+    vision = v.Vision(loaded, image, image_size, prompt_ids(loaded, prompt, ds.prompt_tokens))
+    prov = results.provenance(command)
+
+    with _vlm_progress(progress, settings) as (tick_ttft, tick_tok):
+        bd = v.breakdown(vision, settings.ttft_runs, settings.ttft_warmup, on_run=tick_ttft)
+        text, img = v.compare_prompts(vision, settings.runs, settings.warmup, settings.tokens,
+                                      on_token=tick_tok)
+    notes = [v.prompt_note(vision.prompt)]
+    if ident.weights == "synthetic":
+        notes.append("weights: synthetic (published architecture, random values), vision tower included")
+    notes.append("TTFT breakdown: stages run one after another with mx.eval between them "
+                 "(sequential by construction); the table's TTFT is one fused graph and eval")
+    return v.VLMResult(
+        provenance=prov, model=ident, settings=settings, vision=vision.prompt, breakdown=bd,
+        text=v.prompt_row("text", text), image=v.prompt_row("image", img),
+        decode_comparison=stats.compare([r.tok_s for r in text], [r.tok_s for r in img],
+                                        names=("text", "image")),
+        text_runs=text, image_runs=img, notes=notes,
+    )
+
+
+class _vlm_progress:
+    """Progress over TTFT runs then decode tokens on stderr (no-op when off)."""
+
+    def __init__(self, enabled, s):
+        self.enabled, self.s = enabled, s
+
+    def __enter__(self):
+        if not self.enabled:
+            return None, None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        s = self.s
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.p.__enter__()
+        total = s.ttft_warmup + s.ttft_runs + 2 * s.runs * (s.warmup + s.tokens)
+        task = self.p.add_task("TTFT", total=total)
+
+        def tick_ttft(i):
+            phase = "warm-up" if i < s.ttft_warmup else "measuring"
+            self.p.update(task, advance=1, description=f"TTFT breakdown {phase}")
+
+        def tick_tok(name, run, n):
+            self.p.update(task, advance=1, description=f"{name} prompt, run {run + 1}/{s.runs}")
+
+        return tick_ttft, tick_tok
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.__exit__(*exc)
+        return False
 
 
 class _progress:
