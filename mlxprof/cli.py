@@ -119,7 +119,6 @@ def models(as_json):
 
 @main.command(context_settings=CONTEXT)
 @model_options
-@decode_options
 @click.option("--image", required=True, metavar="PATH", help="The image of the image prompt.")
 @click.option("--image-size", type=int, default=None,
               help="Resize to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep 256 soft tokens; "
@@ -128,6 +127,15 @@ def models(as_json):
               help="Measured TTFT breakdown runs [default 10; 3 on the CPU backend].")
 @click.option("--ttft-warmup", type=int, default=None,
               help="TTFT breakdown warm-up runs [default 10; 1 on the CPU backend].")
+@click.option("--runs", type=int, default=None,
+              help="Decode runs per prompt, text and image interleaved, fresh cache each [default 3].")
+@click.option("--warmup", type=int, default=None, help="Warm-up tokens per decode run, not measured [default 20].")
+@click.option("--tokens", type=int, default=None, help="Measured tokens per decode run [default 100].")
+@click.option("--prompt-tokens", type=int, default=None,
+              help="Length of the deterministic text prompt of token ids [default 16].")
+@click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the result as versioned JSON (kind 'vlm') when done.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, image, image_size,
         ttft_runs, ttft_warmup, quiet):

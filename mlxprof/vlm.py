@@ -193,6 +193,15 @@ def preprocess_builtin(image, prep: ImagePrep) -> mx.array:
     return mx.array(x.transpose(2, 0, 1)[None])
 
 
+def _resample_name(r) -> str:
+    from PIL import Image
+
+    try:
+        return Image.Resampling(int(r)).name.lower()
+    except (TypeError, ValueError):
+        return str(r)
+
+
 def make_preprocessor(loaded, size: Optional[int]):
     """(callable image → pixel_values, ImagePrep). The checkpoint's own image
     processor when it has one, else the built-in Gemma 3n steps."""
@@ -207,7 +216,7 @@ def make_preprocessor(loaded, size: Optional[int]):
     mean, std = getattr(ip, "image_mean", None) or [0.5] * 3, getattr(ip, "image_std", None) or [0.5] * 3
     prep = ImagePrep(
         source=f"checkpoint image processor ({type(ip).__name__})", size=s,
-        resample=str(getattr(ip, "resample", "")), rescale_factor=float(getattr(ip, "rescale_factor", 1 / 255)),
+        resample=_resample_name(getattr(ip, "resample", None)), rescale_factor=float(getattr(ip, "rescale_factor", 1 / 255)),
         do_normalize=bool(getattr(ip, "do_normalize", False)), image_mean=list(mean), image_std=list(std),
     )
 

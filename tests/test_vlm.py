@@ -165,3 +165,27 @@ def test_fixture_is_a_small_png():
     head = IMAGE.read_bytes()[:8]
     assert head == b"\x89PNG\r\n\x1a\n" and IMAGE.stat().st_size < 4096
     json.dumps(vlm.STAGE_HELP)  # the help travels in the JSON
+
+
+def test_builtin_matches_the_checkpoint_processor():
+    """With a checkpoint, mlxprof uses its own image processor; the built-in
+    steps must give the same pixels as transformers' SigLIP processor set up
+    with Gemma 3n's preprocessor_config.json."""
+    transformers = pytest.importorskip("transformers")
+
+    ip = transformers.SiglipImageProcessor(
+        do_resize=True, size={"height": 768, "width": 768}, resample=2, do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    )
+
+    class Loaded:
+        processor = type("Processor", (), {"image_processor": ip})()
+
+    im = vlm.open_image(IMAGE)
+    run, prep = vlm.make_preprocessor(Loaded(), 64)
+    assert prep.source.startswith("checkpoint image processor") and prep.resample == "bilinear"
+    assert (prep.size, prep.do_normalize) == (64, False)
+    a, b = run(im), vlm.preprocess_builtin(im, vlm.builtin_prep(64))
+    assert a.shape == b.shape == (1, 3, 64, 64)
+    assert mx.abs(a - b).max().item() < 1e-6
+    assert vlm.make_preprocessor(Loaded(), None)[1].size == 768  # the checkpoint's own size
