@@ -124,11 +124,12 @@ def models(as_json):
               help="Resize to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep 256 soft tokens; "
                    "multiples of 32 below 512 are tiny test inputs with (N/32)² soft tokens).")
 @click.option("--ttft-runs", type=int, default=None,
-              help="Measured TTFT breakdown runs [default 10; 3 on the CPU backend].")
+              help="Measured TTFT breakdown runs [default 10; 2 on the CPU backend].")
 @click.option("--ttft-warmup", type=int, default=None,
               help="TTFT breakdown warm-up runs [default 10; 1 on the CPU backend].")
 @click.option("--runs", type=int, default=None,
-              help="Decode runs per prompt, text and image interleaved, fresh cache each [default 3].")
+              help="Decode runs per prompt, text and image interleaved, fresh cache each "
+                   "[default 3; 2 on the CPU backend].")
 @click.option("--warmup", type=int, default=None, help="Warm-up tokens per decode run, not measured [default 20].")
 @click.option("--tokens", type=int, default=None, help="Measured tokens per decode run [default 100].")
 @click.option("--prompt-tokens", type=int, default=None,

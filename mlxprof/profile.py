@@ -118,9 +118,9 @@ def vlm(
     chip = hardware.detect()
     loaded, dtype_reason = prepare(model, weights, dtype, chip)
     ident = identity(loaded)
-    ds = dec.plan_settings(chip.backend, ident.bytes_per_token, runs, warmup, tokens, prompt_tokens,
-                           prompt, dtype=loaded.dtype, dtype_reason=dtype_reason)
-    tt, tt_reduced = v.plan(chip.backend, ttft_runs, ttft_warmup)
+    tt, tt_reduced = v.plan(chip.backend, ttft_runs, ttft_warmup, runs)
+    ds = dec.plan_settings(chip.backend, ident.bytes_per_token, tt.pop("runs"), warmup, tokens,
+                           prompt_tokens, prompt, dtype=loaded.dtype, dtype_reason=dtype_reason)
     settings = v.VLMSettings(runs=ds.runs, warmup=ds.warmup, tokens=ds.tokens, dtype=loaded.dtype,
                              reduced=tt_reduced + ds.reduced, **tt)
     vision = v.Vision(loaded, image, image_size, prompt_ids(loaded, prompt, ds.prompt_tokens))

@@ -189,3 +189,12 @@ def test_builtin_matches_the_checkpoint_processor():
     assert a.shape == b.shape == (1, 3, 64, 64)
     assert mx.abs(a - b).max().item() < 1e-6
     assert vlm.make_preprocessor(Loaded(), None)[1].size == 768  # the checkpoint's own size
+
+
+def test_cpu_defaults_are_reduced_and_said():
+    chosen, reduced = vlm.plan("cpu")
+    assert chosen == vlm.CPU_TTFT_DEFAULTS and len(reduced) == 1 and "ttft-runs 10→2" in reduced[0]
+    chosen, reduced = vlm.plan("cuda")
+    assert (chosen["ttft_runs"], chosen["ttft_warmup"], reduced) == (10, 10, [])  # seed 001's 10 after 10
+    chosen, reduced = vlm.plan("cpu", 5, 0, 4)  # explicit flags win, nothing said
+    assert (chosen, reduced) == (dict(ttft_runs=5, ttft_warmup=0, runs=4), [])
