@@ -56,9 +56,22 @@ def decode_options(f):
     return f
 
 
+def image_options(f):
+    """--image / --image-size, for any command that prefills a prompt."""
+    f = click.option("--image-size", type=int, default=None,
+                     help="Resize the image to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep "
+                          "256 soft tokens; multiples of 32 below 512 are tiny test inputs with (N/32)² soft "
+                          "tokens).")(f)
+    f = click.option("--image", default=None, metavar="PATH",
+                     help="Prefill an image prompt through the vision tower (Gemma 3n: MobileNetV5; "
+                          "synthetic weights when the checkpoint is not on disk).")(f)
+    return f
+
+
 @main.command(context_settings=CONTEXT)
 @model_options
 @decode_options
+@image_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--gpu-timeline", is_flag=True,
               help="CUDA only (needs cupti-python: pip install 'mlxprof[cuda]'): record the GPU's "
@@ -69,7 +82,7 @@ def decode_options(f):
               help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
                    "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
 def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
-           gpu_timeline, trace_path):
+           gpu_timeline, trace_path, image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -91,6 +104,7 @@ def decode(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, j
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
         progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]), gpu_timeline=gpu_timeline,
         trace_path=trace_path,
+        image=image, image_size=image_size,
     )
     render.decode_table(result)
     for path in (json_path, trace_path):
@@ -290,6 +304,57 @@ def report(model, weights, out, quick, from_paths, gpu_timeline, image, no_plots
 def _default_out(name, backend):
     safe = name.replace("/", "_").strip("._") or "report"
     return f"docs/benchmark_results/{safe}-{backend or 'unknown'}.md"
+
+
+@main.command(context_settings=CONTEXT)
+@model_options
+@click.option("--image", required=True, metavar="PATH", help="The image of the image prompt.")
+@click.option("--image-size", type=int, default=None,
+              help="Resize to N×N instead of the checkpoint's 768 (512, 768, 1024 … keep 256 soft tokens; "
+                   "multiples of 32 below 512 are tiny test inputs with (N/32)² soft tokens).")
+@click.option("--ttft-runs", type=int, default=None,
+              help="Measured TTFT breakdown runs [default 10; 2 on the CPU backend].")
+@click.option("--ttft-warmup", type=int, default=None,
+              help="TTFT breakdown warm-up runs [default 10; 1 on the CPU backend].")
+@click.option("--runs", type=int, default=None,
+              help="Decode runs per prompt, text and image interleaved, fresh cache each "
+                   "[default 3; 2 on the CPU backend].")
+@click.option("--warmup", type=int, default=None, help="Warm-up tokens per decode run, not measured [default 20].")
+@click.option("--tokens", type=int, default=None, help="Measured tokens per decode run [default 100].")
+@click.option("--prompt-tokens", type=int, default=None,
+              help="Length of the deterministic text prompt of token ids [default 16].")
+@click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the result as versioned JSON (kind 'vlm') when done.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, image, image_size,
+        ttft_runs, ttft_warmup, quiet):
+    """Image prompt: TTFT breakdown, and text vs image prefill/TTFT/decode.
+
+    \b
+    TTFT breakdown (seed 001's cells: median, stddev, largest deviation
+    from the median, over --ttft-runs after --ttft-warmup): preprocess,
+    vision tower, projection (embed_vision), embedding merge, text prefill,
+    first token. Stages are synchronised with mx.eval between them, so
+    the breakdown is sequential by construction.
+
+    \b
+    Then --runs interleaved runs of the same text with and without the
+    image (fresh cache each): prefill tok/s, TTFT (raw input → first token
+    in one fused eval) and decode tok/s, with a significance statement.
+    """
+    from . import profile, render, results
+
+    result = profile.vlm(
+        model, image, weights=weights, dtype=dtype, image_size=image_size, runs=runs, warmup=warmup,
+        tokens=tokens, ttft_runs=ttft_runs, ttft_warmup=ttft_warmup, prompt_tokens=prompt_tokens,
+        prompt=prompt, progress=not quiet, json_path=json_path,
+        command=" ".join(["mlxprof"] + sys.argv[1:]),
+    )
+    render.vlm_table(result)
+    if json_path:
+        results.save(result, json_path)
+        click.echo(f"wrote {json_path}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

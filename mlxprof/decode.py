@@ -74,6 +74,8 @@ class DecodeSettings(BaseModel):
     tokens: int
     prompt_tokens: int
     prompt: Optional[str] = None
+    image: Optional[str] = None  # image prompt: path of the image (see vlm.py)
+    image_size: Optional[int] = None
     dtype: str
     reduced: List[str] = []  # what slow-backend defaults cut, in words
 
@@ -114,8 +116,14 @@ def run_once(
     tokens: int,
     on_token: Optional[Callable[[int], None]] = None,
     stream=None,
+    prefill: Optional[Callable] = None,
 ) -> RunRecord:
-    """One run: fresh cache, prefill, `warmup` + `tokens` decoded tokens."""
+    """One run: fresh cache, prefill, `warmup` + `tokens` decoded tokens.
+
+    `prefill(cache)`, when given, replaces the token-id prefill: it returns the
+    prompt's lazy logits (1, L, V) having filled `cache` (an image prompt's
+    vision tower + embeddings, see vlm.py); `prompt_ids` then only gives the
+    prompt length. prefill_s covers it all, up to the first token."""
     stream = stream or mx.new_stream(mx.default_device())
     cache = lm.make_cache()
     step = make_step(lm, cache, stream)
@@ -129,7 +137,13 @@ def run_once(
     mx.reset_peak_memory()
 
     t_pre = time.perf_counter()
-    y, logprobs = step(mx.array([prompt_ids]))
+    if prefill is None:
+        y, logprobs = step(mx.array([prompt_ids]))
+    else:
+        with mx.stream(stream):
+            logits = prefill(cache)[:, -1, :]
+            logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            y = mx.argmax(logprobs, axis=-1)
     mx.eval(y)
     prefill_s = time.perf_counter() - t_pre
 
@@ -248,6 +262,7 @@ def measure(
     tokens: int,
     on_token: Optional[Callable[[int, int], None]] = None,
     on_run: Optional[Callable[[RunRecord], None]] = None,
+    prefill: Optional[Callable] = None,
 ) -> List[RunRecord]:
     """N independent runs on one stream; `on_run` sees each finished run (so a
     caller can save partial results)."""
@@ -255,7 +270,7 @@ def measure(
     out = []
     for r in range(runs):
         cb = (lambda n, r=r: on_token(r, n)) if on_token else None
-        rec = run_once(lm, prompt_ids, warmup, tokens, on_token=cb, stream=stream)
+        rec = run_once(lm, prompt_ids, warmup, tokens, on_token=cb, stream=stream, prefill=prefill)
         out.append(rec)
         if on_run:
             on_run(rec)

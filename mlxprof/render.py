@@ -237,3 +237,31 @@ def sweep_html(r):
     for n in r.notes + list(r.skipped.values()):
         parts.append(f"<p><i>note: {escape(n)}</i></p>")
     return "\n".join(parts)
+
+
+def vlm_table(r, console=None):
+    """TTFT breakdown (seed 001's median / stddev / max deviation cells) and
+    the text-vs-image table."""
+    console = console or Console()
+    m, st, v, b = r.model, r.settings, r.vision, r.breakdown
+    console.print(f"[bold]mlxprof vlm — {m.name}[/bold] ({m.weights} weights, {m.dtype}, "
+                  f"{r.provenance.backend} / {r.provenance.chip})")
+    t = Table(title=f"TTFT breakdown — {b.runs} runs after {b.warmup} warm-ups, sequential (mx.eval between "
+                    "stages); cells: median  stddev  largest deviation", title_justify="left")
+    for c in ("stage", "median [s]", "stddev [s]", "max dev [s]", "share"):
+        t.add_column(c)
+    for name, s in list(b.stages.items()) + [("ttft", b.ttft)]:
+        t.add_row(name, f"{s.median_s:.4g}", f"{s.stdev_s:.3g}", f"{s.max_dev_s:.3g}", f"{s.share:.1%}")
+    console.print(t)
+    for name, what in b.help.items():
+        console.print(f"  [bold]{name}[/bold]: {what}", highlight=False)
+    c = Table(title="text vs image prompt — same text, interleaved runs, fresh cache each", title_justify="left")
+    for col in ("prompt", "tokens", "prefill tok/s", "TTFT [s]", "decode tok/s (median ± MAD)", "decode best"):
+        c.add_column(col)
+    for row in (r.text, r.image):
+        c.add_row(row.prompt, str(row.prompt_tokens), f"{row.prefill_tok_s.median:.1f}",
+                  f"{row.ttft_s.median:.4g}", row.tok_s.fmt(2), f"{row.tok_s.best:.2f}")
+    console.print(c)
+    console.print(f"decode, image vs text: {r.decode_comparison.sentence()}")
+    for note in st.reduced + r.notes:
+        console.print(f"note: {note}")

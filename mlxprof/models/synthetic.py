@@ -48,7 +48,8 @@ def build_model(spec: ModelSpec, dtype=None, seed: int = 0, materialize: bool = 
     """Return mlx-vlm's Gemma 3n `Model` for `spec` with random weights.
 
     Only the language model's weights are materialised; the vision and audio
-    towers stay lazy (unevaluated) until a command needs them. With
+    towers stay lazy (unevaluated) until a command needs them
+    (`materialize_vision` for image prompts). With
     `materialize=False` nothing is evaluated: shapes and dtypes are exact, so
     byte counts can be taken for free.
     """
@@ -58,11 +59,15 @@ def build_model(spec: ModelSpec, dtype=None, seed: int = 0, materialize: bool = 
     mx.random.seed(seed)
     dtype = dtype or getattr(mx, spec.quant.dtype)
     text = gcfg.TextConfig.from_dict(spec.arch.text_config())
+    ids = multimodal_layout(text.vocab_size)
     config = gcfg.ModelConfig(
         text_config=text,
-        vision_config=gcfg.VisionConfig(),
-        audio_config=gcfg.AudioConfig(),
+        vision_config=gcfg.VisionConfig(vocab_offset=ids["vision_offset"]),
+        audio_config=gcfg.AudioConfig(vocab_offset=ids["audio_offset"]),
         model_type="gemma3n",
+        image_token_id=ids["image"],
+        image_token_index=ids["image"],
+        audio_token_id=ids["audio"],
     )
     model = gemma3n.Model(config)
     lm = model.language_model
@@ -105,3 +110,80 @@ def _random_params(lm, spec, dtype):
             scale = 1.0 / math.sqrt(p.shape[-1]) if p.ndim else 1.0
             out.append((name, _random_float(p.shape, dtype, scale)))
     return out
+
+
+# Gemma 3n's multimodal token layout (google/gemma-3n-*/config.json): the text
+# vocabulary (262400) ends with 128 vision ids from 262144 and 128 audio ids
+# from 262272; the image soft token is 262145, <end_of_image> is 262144 and
+# <start_of_image> 255999.
+GEMMA3N_VOCAB = 262400
+GEMMA3N_TOKENS = dict(boi=255999, image=262145, eoi=262144)
+
+
+def multimodal_layout(vocab_size: int) -> dict:
+    """Vision/audio vocab offsets and special ids for a text vocabulary.
+
+    The published layout when the vocabulary is Gemma 3n's; a smaller test
+    vocabulary gets the same layout shifted into its last 256 ids, so every
+    special id is still a valid row of `embed_tokens` (mlx-vlm embeds all ids,
+    image placeholders included, before merging the image features).
+    """
+    if vocab_size >= GEMMA3N_VOCAB:
+        return dict(vision_offset=262144, audio_offset=262272, **GEMMA3N_TOKENS,
+                    audio=262273)
+    v = vocab_size - 256
+    return dict(vision_offset=v, audio_offset=v + 128, boi=v - 1, image=v + 1, eoi=v,
+                audio=v + 129)
+
+
+_BLOCK_FLOATS = 65521  # prime: tiles do not line up with power-of-two widths
+
+
+def _tiled_float(block, shape, dtype, scale):
+    """N(0, scale²) values for `shape`: a shared block of random normals,
+    scaled, cast, then tiled to the full size (drawing all ~295M vision values
+    one by one took ~13 s on a 2-core CPU)."""
+    size = math.prod(shape)
+    n = min(size, block.size)
+    b = (block[:n] * scale).astype(dtype)
+    reps = -(-size // n)
+    flat = mx.tile(b, (reps,))[:size] if reps > 1 else b
+    return flat.reshape(shape)
+
+
+def materialize_vision(model, dtype=None, seed: int = 1):
+    """Give the vision tower (MobileNetV5), `embed_vision` and `embed_audio`
+    random weights in `dtype`, generated directly and evaluated. (mlx-vlm's
+    `get_input_embeddings` runs the audio embedder over every position of a
+    prompt with an image, so it belongs to the image path; the audio tower
+    does not and stays lazy.)
+
+    Convolutions and linears get N(0, 1/fan_in) (fan_in = kernel area × input
+    channels), norms ones, biases zeros and layer scales their init value, so
+    activations stay finite through the ~80 blocks (NaN or denormal values
+    could change CPU timing). Returns the number of parameters written.
+    """
+    dtype = dtype or model.language_model.model.embed_tokens.weight.dtype
+    if dtype == mx.uint32:  # quantized embedding: use its scales' dtype
+        dtype = model.language_model.model.embed_tokens.scales.dtype
+    mx.random.seed(seed)
+    block = mx.random.normal((_BLOCK_FLOATS,))
+    count = 0
+    for module in (model.vision_tower, model.embed_vision, model.embed_audio):
+        new = []
+        for name, p in tree_flatten(module.parameters()):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "gamma":  # LayerScale2d
+                v = mx.full(p.shape, 1e-5, dtype=dtype)
+            elif p.ndim == 1 and leaf == "bias":
+                v = mx.zeros(p.shape, dtype=dtype)
+            elif p.ndim == 1:  # RMS norms (vision: "bn", "norm"; embedder norms)
+                v = mx.ones(p.shape, dtype=dtype)
+            else:
+                fan_in = math.prod(p.shape[1:])
+                v = _tiled_float(block, p.shape, dtype, 1.0 / math.sqrt(fan_in))
+            new.append((name, v))
+            count += p.size
+        module.update(tree_unflatten(new))
+        mx.eval(module.parameters())
+    return count
