@@ -153,6 +153,34 @@ def sweep_plot(d, path):
     return path.name
 
 
+@section("vlm")
+def vlm_section(d, ctx):
+    b, v = d["breakdown"], d["vision"]
+    rows = [[name, f"{st['median_s'] * 1e3:.2f}", f"{st['stdev_s'] * 1e3:.2f}", f"{st['max_dev_s'] * 1e3:.2f}",
+             f"{st['share']:.0%}"] for name, st in b["stages"].items()]
+    t = b["ttft"]
+    rows.append(["**TTFT**", f"**{t['median_s'] * 1e3:.2f}**", f"{t['stdev_s'] * 1e3:.2f}",
+                 f"{t['max_dev_s'] * 1e3:.2f}", "100%"])
+    tr, ir = d["text"], d["image"]
+    cmp_ = d["decode_comparison"]
+    lines = [
+        "## Image prompt: time to first token", "",
+        f"Image {v.get('image_size')}×{v.get('image_size')} → {v.get('soft_tokens')} soft tokens; vision weights "
+        f"{v.get('weights', 'synthetic')}. Stages timed sequentially (mx.eval between stages), "
+        f"{b['runs']} runs after {b['warmup']} warm-ups.", "",
+        _table(["stage", "median ms", "stddev ms", "max dev ms", "share"], rows), "",
+        "## Text vs image prompt", "",
+        _table(["prompt", "tokens", "prefill tok/s", "TTFT ms", "decode tok/s"],
+               [[r["prompt"], str(r["prompt_tokens"]), f"{r['prefill_tok_s']['median']:.1f}",
+                 f"{r['ttft_s']['median'] * 1e3:.1f}", f"{r['tok_s']['median']:.2f} ± {r['tok_s']['mad']:.2f}"]
+                for r in (tr, ir)]), "",
+        f"Decode, image vs text: ×{cmp_['ratio']:.3f} (95% CI {cmp_['ci_low']:.3f}–{cmp_['ci_high']:.3f}): "
+        f"{cmp_['verdict']}.",
+    ]
+    lines += [f"\n_note: {n}_" for n in d.get("notes", []) if "synthetic" not in n]
+    return "\n".join(lines)
+
+
 @section("parity")
 def parity_section(d, ctx):
     c, st = d["comparison"], d["settings"]
@@ -373,4 +401,29 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
     return docs
 
 
-STEP_RUNNERS: Dict[str, Callable] = {}  # ops, floor, vlm: filled in below where available
+def _vlm_step(model, weights, c, path, docs, image=None, quick=False):
+    from . import profile
+
+    if image is None:  # a generated test card: no downloads, same every time
+        image = str(Path(path).with_suffix("").with_suffix(".image.png"))
+        _test_card(image)
+    size = 64 if quick and docs.get("decode", {}).get("model", {}).get("alias", "").startswith("gemma3n-tiny") else None
+    runs = 2 if quick else 3
+    return profile.vlm(
+        model, image, weights=weights, image_size=size, runs=runs, warmup=c["warmup"], tokens=c["tokens"],
+        ttft_runs=3 if quick else 10, ttft_warmup=1 if quick else 10, prompt_tokens=c["prompt_tokens"],
+        command=_cmd("mlxprof vlm --model", model, "--image", image, "--image-size" if size else "", size or "",
+                     "--runs", runs, "--warmup", c["warmup"], "--tokens", c["tokens"],
+                     "--ttft-runs", 3 if quick else 10, "--ttft-warmup", 1 if quick else 10,
+                     "--prompt-tokens", c["prompt_tokens"], "--json", path))
+
+
+def _test_card(path):
+    from PIL import Image
+
+    img = Image.new("RGB", (256, 256))
+    img.putdata([(x, y, (x * y) % 256) for y in range(256) for x in range(256)])
+    img.save(path)
+
+
+STEP_RUNNERS: Dict[str, Callable] = {"vlm": _vlm_step}  # ops and floor are added by their modules
