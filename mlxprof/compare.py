@@ -102,10 +102,10 @@ def explain(variants: List[Variant], comparisons: List[stats.Comparison]) -> str
     if lo.floor_ms and hi.floor_ms:
         lf, hf = lo.floor_ms.median, hi.floor_ms.median
         if lf >= 0.8 * hf:
-            return (f"{head}: its GEMV kernels reach {lo.floor_gb_s:.1f} GB/s against "
-                    f"{hi.floor_gb_s:.1f} GB/s for {hi.bits}, so its weight-streaming floor "
-                    f"({lf:.2f} ms/token) is no shorter than {hi.bits}'s ({hf:.2f} ms) — "
-                    "kernel efficiency, not bytes, sets the pace.")
+            return (f"{head}: its weight-streaming floor ({lf:.2f} ms/token) is no shorter than "
+                    f"{hi.bits}'s ({hf:.2f} ms) because its GEMV kernels reach only "
+                    f"{lo.floor_gb_s:.1f} GB/s against {hi.floor_gb_s:.1f} GB/s, so per-kernel cost, "
+                    "not bytes, sets the pace.")
         if max(lf / lt, hf / ht) < 0.5:
             where = lo.verdict.label
             return (f"{head}: weight streaming is only {lf / lt:.0%} of a {lo.bits} token and "

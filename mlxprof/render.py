@@ -122,7 +122,7 @@ def floor_table(r, console=None):
     q = f"{m.quantization}" + (f", group {m.group_size}" if m.group_size else "")
     t.add_row("model", f"{m.name} ({q}, {m.dtype} activations, {m.num_layers} layers)")
     t.add_row("weight set", f"{r.matvecs} matrix-vector products: " + ", ".join(
-        f"{g.kind} {g.matvecs} ({_gb(g.bytes)})" for g in r.groups))
+        f"{g.kind} {g.matvecs} ({g.bytes / 1e6:.2f} MB)" for g in r.groups))
     t.add_row("bytes/token", f"{r.bytes_per_token / 1e6:.2f} MB")
     f = r.floor_ms
     t.add_row("floor", f"{f.median:.3f} ms/token median (best {f.best:.3f}, MAD {f.mad:.3f}, n={f.n}); "

@@ -97,6 +97,7 @@ def rerun(ctx: click.Context, env: Dict[str, str], cls, json_param: str = "json_
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    cmd = result.provenance.command or ""
-    result.provenance.command = f"{shown} {cmd}".strip()
+    cmd = (result.provenance.command or "").replace(f" --json {tmp}", "")
+    mine = ctx.params.get(json_param)
+    result.provenance.command = f"{shown} {cmd}" + (f" --json {mine}" if mine else "")
     return result
