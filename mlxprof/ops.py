@@ -58,7 +58,6 @@ View
 """.split())
 
 _SOURCE = re.compile(r'^\{\s*rank\s*=\s*source\s*;\s*("(?:[^"\\]|\\.)*"|[^\s;{}]+)\s*;\s*\}\s*$')
-_ARRAY = re.compile(r'^\{\s*(?:rank\s*=\s*sink\s*;\s*)?("(?:[^"\\]|\\.)*"|[^\s;{}\[]+)\s*;\s*\}\s*$')
 _NODE = re.compile(r'^\{\s*([^\s\[]+)\s*\[\s*label\s*=\s*"((?:[^"\\]|\\.)*)"')
 _EDGE = re.compile(r'^("(?:[^"\\]|\\.)*"|[^\s"]+)\s*->\s*("(?:[^"\\]|\\.)*"|[^\s"]+)\s*;?\s*$')
 
