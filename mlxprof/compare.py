@@ -1,0 +1,247 @@
+"""Bits side by side: one alias family at several quantizations.
+
+For each variant: decode tok/s (best, median, spread), the pipeline split,
+bytes streamed per token, the weight-streaming floor and the GB/s its GEMV
+kernels reach, and the size of one step's graph. Then one sentence on why the
+lower-bit model is or is not faster, built only from those numbers (seed 004:
+"why is Gemma 3n 4-bit slower than bf16?").
+
+Variants run interleaved (A B C, B C A, …) when all of them fit in memory at
+once, so drift on a shared machine hits each alike; otherwise one after the
+other. The result says which.
+"""
+
+import time
+from typing import Dict, List, Optional
+
+import click
+from pydantic import BaseModel
+
+from . import stats
+from .decode import DecodeSettings, PhaseSplit, Verdict
+from .errors import InputError
+from .results import ModelIdentity, Result
+
+_BITS = {"4": "4bit", "4bit": "4bit", "8": "8bit", "8bit": "8bit", "16": "bfloat16",
+         "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+class Variant(BaseModel):
+    bits: str  # "4bit", "8bit", "bfloat16"
+    alias: str
+    model: ModelIdentity
+    tok_s: stats.Summary
+    prefill_tok_s: stats.Summary
+    split: PhaseSplit
+    verdict: Verdict
+    bytes_per_token: int
+    floor_ms: Optional[stats.Summary] = None
+    floor_gb_s: Optional[float] = None  # GEMV kernels: bytes_per_token / median floor time
+    nodes: Optional[int] = None  # one decode step's graph (mlxprof ops)
+    op_classes: Dict[str, int] = {}
+    peak_memory_bytes: int
+
+
+class CompareResult(Result):
+    kind: str = "compare"
+    family: str
+    order: str  # "interleaved" or "sequential"
+    settings: DecodeSettings
+    variants: List[Variant]
+    comparisons: List[stats.Comparison]  # each lower-bit variant vs the highest-bit one
+    probe_gb_s: Optional[float] = None  # device copy bandwidth (floor --probe)
+    sentence: str
+    notes: List[str] = []
+
+
+DEFAULT_RUNS = 5
+
+
+def family_of(model: str) -> str:
+    from .models import MODELS, families
+
+    if model in families():
+        return model
+    if model in MODELS:
+        return MODELS[model].family
+    raise InputError(f"--model '{model}' is not an alias family ({', '.join(families())}) "
+                     "or an alias of one; compare takes aliases, not checkpoint paths")
+
+
+def parse_bits(text: str, family: str) -> List[str]:
+    from .models import family_members
+
+    have = family_members(family)
+    out = []
+    for tok in (t.strip() for t in text.split(",")):
+        label = _BITS.get(tok.lower())
+        if label is None or label not in have:
+            avail = ", ".join(k.replace("bit", "").replace("bfloat16", "16") for k in have)
+            raise InputError(f"--bits '{tok}': {family} comes in {avail} (16 = bf16)")
+        if label not in out:
+            out.append(label)
+    if len(out) < 2:
+        raise InputError("--bits needs at least two different values to compare")
+    return out
+
+
+def explain(variants: List[Variant], comparisons: List[stats.Comparison]) -> str:
+    """One sentence on lowest- vs highest-bit, from the measurements only."""
+    lo = min(variants, key=lambda v: v.bytes_per_token)
+    hi = max(variants, key=lambda v: v.bytes_per_token)
+    c = next(c for c in comparisons if c.candidate == lo.bits)
+    fewer = hi.bytes_per_token / lo.bytes_per_token
+    if c.verdict == "significant gain":
+        s = (f"{lo.bits} decodes ×{c.ratio:.2f} as fast as {hi.bits}: it streams {fewer:.1f}× fewer bytes")
+        if lo.floor_ms and hi.floor_ms:
+            s += f" and its streaming floor is {lo.floor_ms.median:.2f} vs {hi.floor_ms.median:.2f} ms/token"
+        return s + "."
+    head = (f"{lo.bits} is {'slower than' if c.verdict == 'regression' else 'not measurably faster than'} "
+            f"{hi.bits} (×{c.ratio:.2f}, p={c.p_value:.2g}) although it streams {fewer:.1f}× fewer bytes")
+    lt, ht = lo.split.token_ms, hi.split.token_ms
+    if lo.floor_ms and hi.floor_ms:
+        lf, hf = lo.floor_ms.median, hi.floor_ms.median
+        if lf >= 0.8 * hf:
+            return (f"{head}: its weight-streaming floor ({lf:.2f} ms/token) is no shorter than "
+                    f"{hi.bits}'s ({hf:.2f} ms) because its GEMV kernels reach only "
+                    f"{lo.floor_gb_s:.1f} GB/s against {hi.floor_gb_s:.1f} GB/s, so per-kernel cost, "
+                    "not bytes, sets the pace.")
+        if max(lf / lt, hf / ht) < 0.5:
+            where = lo.verdict.label
+            return (f"{head}: weight streaming is only {lf / lt:.0%} of a {lo.bits} token and "
+                    f"{hf / ht:.0%} of a {hi.bits} token ({lf:.2f} vs {hf:.2f} ms of {lt:.2f} vs "
+                    f"{ht:.2f} ms), so the time goes elsewhere ({where}: build "
+                    f"{lo.split.build_ms:.2f} ms, submit {lo.split.submit_ms:.2f} ms per token) "
+                    "and fewer bytes cannot show.")
+        return (f"{head}: the floors differ by {hf - lf:.2f} ms/token but the tokens by "
+                f"{ht - lt:+.2f} ms, so something other than streaming differs between them.")
+    return f"{head} (no floor measured)."
+
+
+def _progress(enabled, msg):
+    if enabled:
+        click.echo(msg, err=True)
+
+
+def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None, tokens=None,
+        prompt_tokens=None, floor=True, json_path=None, progress=False, command=None) -> CompareResult:
+    import mlx.core as mx
+
+    from . import decode as dec
+    from . import floor as fl
+    from . import hardware, ops, results
+    from .hardware import available_memory
+    from .models import estimate_bytes, family_members, identity, prepare, resolve
+    from .models.weights import streamed_matvecs
+
+    dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
+    family = family_of(model)
+    labels = parse_bits(bits, family)
+    members = family_members(family)
+    aliases = [members[b].alias for b in labels]
+    targets = [resolve(a, weights) for a in aliases]
+    if json_path:
+        results.check_writable(json_path)
+    chip = hardware.detect()
+
+    need = sum(estimate_bytes(t, dtype) for t in targets)
+    have, _ = available_memory(chip)
+    interleaved = have is None or need * 1.3 + (512 << 20) < have
+    order = "interleaved" if interleaved else "sequential"
+
+    def load(alias):
+        loaded, reason = prepare(alias, weights, dtype, chip)
+        return loaded, reason
+
+    notes = []
+    loaded = {}
+    if interleaved:
+        for b, a in zip(labels, aliases):
+            _progress(progress, f"building {a}")
+            loaded[b], reason = load(a)
+            if reason:
+                notes.append(f"{a}: {reason}")
+    biggest = max(identity(loaded[b]).bytes_per_token for b in labels) if interleaved else \
+        max(estimate_bytes(t, dtype) for t in targets)
+    slow = chip.backend == "cpu" and biggest > dec.CPU_BIG_BYTES
+    if runs is None and not slow:
+        runs = DEFAULT_RUNS  # the rank test needs >= 4 runs a side to call anything
+    settings = dec.plan_settings(chip.backend, biggest, runs, warmup, tokens, prompt_tokens,
+                                 dtype="per variant")
+    stream = mx.new_stream(mx.default_device())
+    recs: Dict[str, list] = {b: [] for b in labels}
+    extra: Dict[str, dict] = {}
+
+    def one_run(b, lm, ids):
+        t0 = time.perf_counter()
+        recs[b].append(dec.run_once(lm, ids, settings.warmup, settings.tokens, stream=stream))
+        _progress(progress, f"  {b} run {len(recs[b])}/{settings.runs}: "
+                            f"{recs[b][-1].tok_s:.2f} tok/s ({time.perf_counter() - t0:.1f} s)")
+
+    def side_measures(b, ld):
+        lm = ld.language_model
+        ident = identity(ld)
+        e = dict(model=ident, alias=ld.target.name)
+        if floor:
+            ev, _ = fl.time_floor(streamed_matvecs(lm), getattr(mx, ld.dtype),
+                                  **{k: fl._defaults(chip.backend, ident.bytes_per_token)[k]
+                                     for k in ("iterations", "warmup")})
+            fm = stats.summarize(ev, higher_is_better=False)
+            e.update(floor_ms=fm, floor_gb_s=ident.bytes_per_token / (fm.median / 1e3) / 1e9)
+        o = ops.analyse(ld, settings.prompt_tokens)
+        e.update(nodes=o.nodes, op_classes=o.classes)
+        extra[b] = e
+
+    def prompt(lm):
+        return dec.default_prompt(settings.prompt_tokens, lm.config.vocab_size)
+
+    if interleaved:
+        for b in stats.interleave(labels, settings.runs):
+            lm = loaded[b].language_model
+            one_run(b, lm, prompt(lm))
+        for b in labels:
+            side_measures(b, loaded[b])
+    else:
+        for b, a in zip(labels, aliases):
+            _progress(progress, f"building {a}")
+            ld, reason = load(a)
+            if reason:
+                notes.append(f"{a}: {reason}")
+            lm = ld.language_model
+            for _ in range(settings.runs):
+                one_run(b, lm, prompt(lm))
+            side_measures(b, ld)
+            del ld, lm
+            mx.clear_cache()
+
+    variants = []
+    for b in labels:
+        tok, pre, split, verdict = dec.summarize_runs(recs[b], chip.backend)
+        e = extra[b]
+        variants.append(Variant(
+            bits=b, alias=e["alias"], model=e["model"], tok_s=tok, prefill_tok_s=pre, split=split,
+            verdict=verdict, bytes_per_token=e["model"].bytes_per_token,
+            floor_ms=e.get("floor_ms"), floor_gb_s=e.get("floor_gb_s"), nodes=e["nodes"],
+            op_classes=e["op_classes"], peak_memory_bytes=max(r.peak_memory_bytes for r in recs[b]),
+        ))
+    base = max(variants, key=lambda v: v.bytes_per_token)
+    comparisons = [stats.compare(base.tok_s.samples, v.tok_s.samples, names=(base.bits, v.bits))
+                   for v in variants if v is not base]
+    probe = fl.copy_probe(fl._defaults(chip.backend, 0)["probe_mb"] << 20,
+                          fl._defaults(chip.backend, 0)["probe_reps"]).gb_s if floor else None
+    if any(v.model.weights == "synthetic" for v in variants):
+        notes.append("weights: synthetic (published architecture, random values)")
+    n = settings.runs
+    if stats.mann_whitney_p(list(range(n)), list(range(n, 2 * n))) >= 0.05:
+        notes.append(f"{n} runs per variant: the rank test cannot reach p < 0.05 with so few, so "
+                     "no difference can be called significant; use --runs 5 or more")
+    notes = settings.reduced + notes
+    settings.reduced = []
+    r = CompareResult(
+        provenance=results.provenance(command), family=family, order=order, settings=settings,
+        variants=variants, comparisons=comparisons, probe_gb_s=probe,
+        sentence=explain(variants, comparisons), notes=notes,
+    )
+    if json_path:
+        results.save(r, json_path)
+    return r
