@@ -15,7 +15,7 @@ from . import results
 from .errors import InputError
 
 SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
-ORDER = ["decode", "gpu", "ops", "floor", "sweep", "vlm", "compare", "parity"]
+ORDER = ["decode", "gpu", "floor", "ops", "sweep", "vlm", "compare", "parity"]
 
 
 def section(kind):
@@ -31,7 +31,9 @@ def _f(x, d=1):
 
 
 def _gb(x):
-    return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.2f} MB"
+    if x >= 1e8:
+        return f"{x / 1e9:.2f} GB"
+    return f"{x / 1e6:.2f} MB" if x >= 1e5 else f"{x / 1e3:.1f} kB"
 
 
 def _table(header: List[str], rows: List[List[str]]) -> str:
@@ -181,6 +183,56 @@ def vlm_section(d, ctx):
     return "\n".join(lines)
 
 
+@section("ops")
+def ops_section(d, ctx):
+    lines = ["## What one decode token's graph holds", "",
+             f"One decode step at KV context {d['context']} (exported with `mx.export_to_dot` before "
+             f"evaluation): **{d['nodes']} nodes**" + (" (this step grows the KV cache)" if d["kv_growth"] else "")
+             + ". By class: " + ", ".join(f"{k} {v}" for k, v in d["classes"].items()) + ".", ""]
+    top = list(d["histogram"].items())[:15]
+    lines.append(_table(["op", "count", "class"], [[op, str(n), d["op_class"].get(op, "")] for op, n in top]))
+    for m in d["matvec"]:
+        ok = "matches" if m["expected"] == m["found"] else "DIFFERS"
+        lines.append(f"\nSanity: {m['op']} nodes on weights: expected {m['expected']} from the architecture, "
+                     f"found {m['found']} ({ok}; {m['nodes']} {m['op']} nodes in all).")
+    if d.get("compiled_inner"):
+        lines.append("\nFused inside Compiled nodes: "
+                     + ", ".join(f"{k} {v}" for k, v in list(d["compiled_inner"].items())[:10]) + ".")
+    return "\n".join(lines)
+
+
+@section("floor")
+def floor_section(d, ctx):
+    fm = d["floor_ms"]
+    lines = ["## Weight-streaming floor", "",
+             f"A graph of only the {d['matvecs']} matrix-vector products one token performs, over the weights it "
+             f"streams ({_gb(d['bytes_per_token'])}), evaluated once per token: **{fm['median']:.3f} ms** "
+             f"median (best {fm['best']:.3f}) → {d['gb_s']:.3g} GB/s, floor {d['floor_tok_s']:.0f} tok/s.", "",
+             _table(["weights", "matvecs", "bytes"], [[g["kind"], str(g["matvecs"]), _gb(g["bytes"])] for g in d["groups"]])]
+    if d.get("probe"):
+        lines.append(f"\nDevice copy probe: {d['probe']['gb_s']:.3g} GB/s (read + write).")
+    lines.append(f"\n**{d['sentence']}**")
+    return "\n".join(lines)
+
+
+@section("compare")
+def compare_section(d, ctx):
+    rows = []
+    for v in d["variants"]:
+        sp = v["split"]
+        rows.append([v["bits"], f"{v['tok_s']['median']:.2f} ± {v['tok_s']['mad']:.2f}", f"{v['tok_s']['best']:.2f}",
+                     f"{sp['build_ms']:.2f} / {sp['submit_ms']:.2f} / {sp['wait_ms']:.2f}", _gb(v["bytes_per_token"]),
+                     f"{v['floor_ms']['median']:.3f}" if v.get("floor_ms") else "–",
+                     f"{v['floor_gb_s']:.0f}" if v.get("floor_gb_s") else "–", v["verdict"]["label"]])
+    lines = ["## Bits comparison", "", f"Variants run {d['order']}.", "",
+             _table(["weights", "tok/s median ± MAD", "best", "build / submit / wait ms", "bytes/token",
+                     "floor ms", "GEMV GB/s", "verdict"], rows), ""]
+    lines += [f"- {c['candidate']} vs {c['baseline']}: ×{c['ratio']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, "
+              f"p = {c['p_value']:.3g}): {c['verdict']}" for c in d["comparisons"]]
+    lines += ["", f"**{d['sentence']}**"]
+    return "\n".join(lines)
+
+
 @section("parity")
 def parity_section(d, ctx):
     c, st = d["comparison"], d["settings"]
@@ -269,8 +321,8 @@ def headline(docs) -> str:
     line = (f"**Headline:** {ts['median']:.2f} tok/s median ({ts['best']:.2f} best of {ts['n']}, "
             f"MAD {ts['mad']:.2f}); {d['verdict']['label']}")
     fl = docs.get("floor")
-    if fl and fl.get("floor_ms"):
-        floor_tok_s = 1e3 / fl["floor_ms"]
+    if fl and fl.get("floor_tok_s"):
+        floor_tok_s = fl["floor_tok_s"]
         line += f"; decode runs at {ts['median'] / floor_tok_s:.0%} of the weight-streaming floor ({floor_tok_s:.0f} tok/s)"
     return line + "."
 
@@ -311,13 +363,24 @@ def write(docs: Dict[str, dict], out: Path, plots: bool = True) -> Path:
 # What a measuring report runs. Each step saves its JSON beside the document;
 # a step that fails is noted in the document and the others still run.
 QUICK = dict(runs=3, warmup=4, tokens=24, prompt_tokens=8, rounds=4, reps=2, sweep_values="default,1000")
-FULL = dict(runs=3, warmup=20, tokens=100, prompt_tokens=16, rounds=5, reps=2,
+# None: each command's own defaults, which shrink on a slow backend and say so
+FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, reps=2,
             sweep_values="default,100,1000,2000")
+SWEEP_COUNTS = dict(runs=2, warmup=10, tokens=50)  # per sweep point, GPU backends only
 OPS_KNOB = "MLX_MAX_OPS_PER_BUFFER"
 
 
 def _cmd(*parts):
     return " ".join(str(p) for p in parts if p is not None and p != "")
+
+
+def _opts(**kw):
+    """['--runs', 3, …] for the options that are set."""
+    out = []
+    for k, v in kw.items():
+        if v is not None:
+            out += [f"--{k.replace('_', '-')}", v]
+    return out
 
 
 def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
@@ -358,8 +421,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
             results.save(r, path(kind))
             docs[kind] = results.load_any(path(kind))
 
-    counts = ["--runs", c["runs"], "--warmup", c["warmup"], "--tokens", c["tokens"],
-              "--prompt-tokens", c["prompt_tokens"]]
+    counts = _opts(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
     step("decode", lambda p: profile.decode(
         model, weights=weights, runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
         prompt_tokens=c["prompt_tokens"], progress=progress, gpu_timeline=gpu_timeline,
@@ -376,23 +438,26 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
         from . import sweep
 
         vals = c["sweep_values"]
+        sc = dict(runs=2, warmup=2, tokens=8) if quick else SWEEP_COUNTS
         step("sweep", lambda p: sweep.run(
-            model, OPS_KNOB, vals.split(","), reps=c["reps"], runs=2, warmup=c["warmup"] // 2 or 1,
-            tokens=c["tokens"] // 2, prompt_tokens=c["prompt_tokens"], weights=weights, json_path=p,
-            progress=progress,
+            model, OPS_KNOB, vals.split(","), reps=c["reps"], prompt_tokens=c["prompt_tokens"], weights=weights,
+            json_path=p, progress=progress, **sc,
             command=_cmd("mlxprof sweep --model", model, "--knob", f"{OPS_KNOB}={vals}", "--reps", c["reps"],
-                         "--runs 2 --warmup", c["warmup"] // 2 or 1, "--tokens", c["tokens"] // 2,
-                         "--json", p)))
+                         *_opts(**sc), "--json", p)))
     fn = STEP_RUNNERS.get("vlm")
-    if fn:
+    slow_vision = chip.backend == "cpu" and docs.get("decode", {}).get("model", {}).get("bytes_per_token", 0) > (200 << 20)
+    if fn and slow_vision and image is None and "vlm" in steps:
+        failures.append("vlm skipped: the real-size vision tower takes minutes per pass on the CPU backend; "
+                        "pass --image to include it, or run `mlxprof vlm` separately")
+    elif fn:
         step("vlm", lambda p: fn(model, weights, c, p, docs, image=image, quick=quick))
     from . import parity
 
     step("parity", lambda p: parity.parity(
         model, weights=weights, rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"],
         prompt_tokens=c["prompt_tokens"], progress=progress,
-        command=_cmd("mlxprof parity --model", model, "--rounds", c["rounds"], "--warmup", c["warmup"],
-                     "--tokens", c["tokens"], "--prompt-tokens", c["prompt_tokens"], "--json", p)))
+        command=_cmd("mlxprof parity --model", model, *_opts(rounds=c["rounds"], warmup=c["warmup"],
+                     tokens=c["tokens"], prompt_tokens=c["prompt_tokens"]), "--json", p)))
     if "decode" not in docs:
         raise InputError("report: the decode measurement failed: " + "; ".join(failures))
     docs["decode"].setdefault("notes", [])
@@ -408,14 +473,11 @@ def _vlm_step(model, weights, c, path, docs, image=None, quick=False):
         image = str(Path(path).with_suffix("").with_suffix(".image.png"))
         _test_card(image)
     size = 64 if quick and docs.get("decode", {}).get("model", {}).get("alias", "").startswith("gemma3n-tiny") else None
-    runs = 2 if quick else 3
-    return profile.vlm(
-        model, image, weights=weights, image_size=size, runs=runs, warmup=c["warmup"], tokens=c["tokens"],
-        ttft_runs=3 if quick else 10, ttft_warmup=1 if quick else 10, prompt_tokens=c["prompt_tokens"],
-        command=_cmd("mlxprof vlm --model", model, "--image", image, "--image-size" if size else "", size or "",
-                     "--runs", runs, "--warmup", c["warmup"], "--tokens", c["tokens"],
-                     "--ttft-runs", 3 if quick else 10, "--ttft-warmup", 1 if quick else 10,
-                     "--prompt-tokens", c["prompt_tokens"], "--json", path))
+    kw = dict(runs=2, warmup=c["warmup"], tokens=c["tokens"], ttft_runs=3, ttft_warmup=1,
+              prompt_tokens=c["prompt_tokens"]) if quick else {}
+    return profile.vlm(model, image, weights=weights, image_size=size, **kw,
+                       command=_cmd("mlxprof vlm --model", model, "--image", image,
+                                    *_opts(image_size=size, **kw), "--json", path))
 
 
 def _test_card(path):
@@ -426,4 +488,21 @@ def _test_card(path):
     img.save(path)
 
 
-STEP_RUNNERS: Dict[str, Callable] = {"vlm": _vlm_step}  # ops and floor are added by their modules
+def _ops_step(model, weights, c, path, docs):
+    from . import ops
+
+    return ops.run(model, weights=weights, command=_cmd("mlxprof ops --model", model, "--json", path))
+
+
+def _floor_step(model, weights, c, path, docs):
+    """The floor against the decode just measured (no second decode)."""
+    from . import floor
+
+    dpath = str(Path(path).with_suffix("").with_suffix(".decode.json"))
+    have = "decode" in docs
+    return floor.run(model, weights=weights, decode_path=dpath if have else None, no_decode=not have,
+                     command=_cmd("mlxprof floor --model", model, "--decode" if have else "--no-decode",
+                                  dpath if have else "", "--json", path))
+
+
+STEP_RUNNERS: Dict[str, Callable] = {"vlm": _vlm_step, "ops": _ops_step, "floor": _floor_step}

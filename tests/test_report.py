@@ -13,6 +13,8 @@ def test_quick_report_then_render_from_json(tmp_path):
     assert r.exit_code == 0, r.output
     md = out.read_text()
     for heading in ("## Provenance", "## Decode speed", "## Where each token's time goes",
+                    "## Weight-streaming floor", "## What one decode token's graph holds",
+                    "## Image prompt: time to first token", "## Text vs image prompt",
                     "## Parity with mlx-vlm's own loop", "## Reproduce"):
         assert heading in md
     assert "**synthetic**" in md and "mlxprof decode --model gemma3n-tiny" in md
