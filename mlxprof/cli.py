@@ -275,9 +275,10 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
               help="Render saved JSON results (one per kind) instead of measuring. Repeatable.")
 @click.option("--gpu-timeline", is_flag=True, help="CUDA: record the kernel timeline (CUPTI) in the decode step.")
 @click.option("--image", type=click.Path(), default=None, help="Image for the text-vs-image section.")
+@click.option("--bits", default=None, help="Also compare bit widths of the model's family, e.g. 4,16.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True)
-def report(model, weights, out, quick, from_paths, gpu_timeline, image, no_plots, quiet):
+def report(model, weights, out, quick, from_paths, gpu_timeline, image, bits, no_plots, quiet):
     """Write a decode-profile markdown document.
 
     Either measures everything (decode best-of-N and the split, op
@@ -305,7 +306,7 @@ def report(model, weights, out, quick, from_paths, gpu_timeline, image, no_plots
             out = _default_out(model, hardware.backend_name())
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         docs = rep.measure(model, Path(out), quick=quick, weights=weights, gpu_timeline=gpu_timeline,
-                           image=image, progress=not quiet, log=log)
+                           image=image, progress=not quiet, bits=bits, log=log)
     path = rep.write(docs, Path(out), plots=not no_plots)
     click.echo(f"wrote {path}", err=True)
 

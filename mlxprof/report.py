@@ -385,7 +385,7 @@ def _opts(**kw):
 
 def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
             gpu_timeline: bool = False, image: Optional[str] = None, progress: bool = True,
-            steps: Optional[List[str]] = None, log=print) -> Dict[str, dict]:
+            steps: Optional[List[str]] = None, bits: Optional[str] = None, log=print) -> Dict[str, dict]:
     """Run every measurement a report holds; return {kind: result dict}."""
     from . import hardware, profile
     from .models import resolve
@@ -393,6 +393,10 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
     out = Path(out)
     results.check_writable(out)
     resolve(model, weights)  # bad model: one line, before anything runs
+    if bits:
+        from . import compare as cmp_
+
+        cmp_.parse_bits(bits, cmp_.family_of(model))
     chip = hardware.detect()
     c = QUICK if quick else FULL
     stem = out.with_suffix("")
@@ -451,6 +455,14 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
                         "pass --image to include it, or run `mlxprof vlm` separately")
     elif fn:
         step("vlm", lambda p: fn(model, weights, c, p, docs, image=image, quick=quick))
+    if bits:
+        from . import compare as cmp_
+
+        fam = cmp_.family_of(model)
+        step("compare", lambda p: cmp_.run(
+            fam, bits=bits, weights=weights, runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
+            prompt_tokens=c["prompt_tokens"], progress=progress,
+            command=_cmd("mlxprof compare --model", fam, "--bits", bits, *counts, "--json", p)))
     from . import parity
 
     step("parity", lambda p: parity.parity(
