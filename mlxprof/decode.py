@@ -243,10 +243,11 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -
         sentence = f"GPU-bound: the device accounts for ~{share:.0%} of each token ({basis})."
     elif share <= host_lo:
         label = "host-bound"
+        gpu_part = (f"the GPU is busy only ~{share:.0%} of the wall time" if gpu_busy is not None
+                    else f"the GPU accounts for ~{share:.0%} ({basis})")
         sentence = (
-            f"Host-bound: graph build and submit take ~{host:.0%} of each token while the GPU "
-            f"accounts for ~{share:.0%} ({basis}); a faster host or fewer ops per token would help, "
-            "a faster GPU would not."
+            f"Host-bound: graph build and submit take ~{host:.0%} of each token on the host while "
+            f"{gpu_part}; a faster host or fewer ops per token would help, a faster GPU would not."
         )
     else:
         label = "mixed"

@@ -36,6 +36,10 @@ def _gb(x):
     return f"{x / 1e6:.2f} MB" if x >= 1e5 else f"{x / 1e3:.1f} kB"
 
 
+def _gbs(x):
+    return f"{x:.0f} GB/s" if x >= 100 else f"{x:.2g} GB/s"
+
+
 def _table(header: List[str], rows: List[List[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -207,10 +211,10 @@ def floor_section(d, ctx):
     lines = ["## Weight-streaming floor", "",
              f"A graph of only the {d['matvecs']} matrix-vector products one token performs, over the weights it "
              f"streams ({_gb(d['bytes_per_token'])}), evaluated once per token: **{fm['median']:.3f} ms** "
-             f"median (best {fm['best']:.3f}) → {d['gb_s']:.3g} GB/s, floor {d['floor_tok_s']:.0f} tok/s.", "",
+             f"median (best {fm['best']:.3f}) → {_gbs(d['gb_s'])}, floor {d['floor_tok_s']:.0f} tok/s.", "",
              _table(["weights", "matvecs", "bytes"], [[g["kind"], str(g["matvecs"]), _gb(g["bytes"])] for g in d["groups"]])]
     if d.get("probe"):
-        lines.append(f"\nDevice copy probe: {d['probe']['gb_s']:.3g} GB/s (read + write).")
+        lines.append(f"\nDevice copy probe: {_gbs(d['probe']['gb_s'])} (read + write).")
     lines.append(f"\n**{d['sentence']}**")
     return "\n".join(lines)
 
@@ -273,7 +277,7 @@ def latency_plot(d: dict, path: Path) -> Optional[str]:
 
 
 def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional[Path] = None,
-           plots: bool = True) -> str:
+           plots: bool = True, stem: Optional[str] = None) -> str:
     """Markdown for a set of results keyed by kind (one each)."""
     if "decode" not in docs:
         raise InputError("a report needs a decode result (mlxprof decode --json …)")
@@ -282,7 +286,7 @@ def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional
         docs = {**docs, "gpu": base["gpu"]}
     ctx = {"docs": docs, "plots": {}}
     if plots and out_dir is not None:
-        stem = _stem(base)
+        stem = stem or _stem(base)
         ctx["plots"]["latency"] = latency_plot(base, out_dir / f"{stem}-latency.png")
         for kind, fn in PLOTS.items():
             if kind in docs:
@@ -355,7 +359,7 @@ def load_results(paths) -> Dict[str, dict]:
 def write(docs: Dict[str, dict], out: Path, plots: bool = True) -> Path:
     out = Path(out)
     results.check_writable(out)
-    md = render(docs, out_dir=out.parent, plots=plots)
+    md = render(docs, out_dir=out.parent, plots=plots, stem=out.stem)  # plots named after the document
     results.write_text_atomic(out, md)
     return out
 
@@ -400,7 +404,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
     chip = hardware.detect()
     c = QUICK if quick else FULL
     stem = out.with_suffix("")
-    steps = steps or ["decode", "ops", "floor", "sweep", "vlm", "parity"]
+    steps = steps or ["decode", "ops", "floor", "sweep", "vlm", "parity"] + (["compare"] if bits else [])
     q = "--quick " if quick else ""
     docs, failures = {}, []
 

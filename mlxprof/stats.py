@@ -132,6 +132,71 @@ def _exact_u_p(u, n1, n2):
     return min(1.0, 2 * le / total)
 
 
+def _betacf(a, b, x):
+    """Continued fraction for the regularized incomplete beta (Numerical Recipes)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
+        de = d * c
+        h *= de
+        if abs(de - 1.0) < 1e-12:
+            break
+    return h
+
+
+def betainc(a, b, x):
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(lbt) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(lbt) * _betacf(b, a, 1 - x) / b
+
+
+def welch_p(a, b) -> float:
+    """Two-sided Welch t-test p-value (unequal variances)."""
+    n1, n2 = len(a), len(b)
+    if n1 < 2 or n2 < 2:
+        return 1.0
+    m1, m2 = statistics.fmean(a), statistics.fmean(b)
+    v1, v2 = statistics.variance(a) / n1, statistics.variance(b) / n2
+    if v1 + v2 == 0:
+        return 1.0 if m1 == m2 else 0.0
+    t = (m1 - m2) / math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / ((v1**2 / (n1 - 1) if n1 > 1 else 0) + (v2**2 / (n2 - 1) if n2 > 1 else 0))
+    return betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def cluster_bootstrap_ratio_ci(ua, ub, reps=2000, level=0.95, seed=0):
+    """CI of median(b)/median(a) resampling whole units (processes), then
+    pooling their samples: runs inside one process are not independent."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(reps):
+        ra = statistics.median([x for u in rng.choices(ua, k=len(ua)) for x in u])
+        rb = statistics.median([x for u in rng.choices(ub, k=len(ub)) for x in u])
+        if ra:
+            ratios.append(rb / ra)
+    ratios.sort()
+    lo = ratios[int((1 - level) / 2 * len(ratios))]
+    hi = ratios[min(len(ratios) - 1, int((1 + level) / 2 * len(ratios)))]
+    return lo, hi
+
+
 class Comparison(BaseModel):
     baseline: str
     candidate: str
@@ -140,6 +205,7 @@ class Comparison(BaseModel):
     ci_high: float
     p_value: float
     verdict: str  # "significant gain", "no significant difference", "regression", "too few samples …"
+    test: str = "Mann-Whitney U on samples; bootstrap CI"
     baseline_summary: Summary
     candidate_summary: Summary
 
@@ -157,6 +223,7 @@ def compare(
     alpha: float = 0.05,
     higher_is_better: bool = True,
     seed: int = 0,
+    units: Optional[tuple] = None,
 ) -> Comparison:
     """A ratio inside the noise is never called a gain: both the bootstrap CI
     must exclude 1 and the rank test must reject at `alpha`. Groups too small
@@ -167,11 +234,22 @@ def compare(
         raise ValueError("both groups need samples")
     ma = statistics.median(a)
     ratio = statistics.median(b) / ma if ma else float("nan")
-    lo, hi = bootstrap_ratio_ci(a, b, seed=seed)
-    p = mann_whitney_p(a, b)
+    if units is not None:
+        # samples come in independent units (one process each): test the units
+        ua, ub = [list(map(float, u)) for u in units[0] if u], [list(map(float, u)) for u in units[1] if u]
+        lo, hi = cluster_bootstrap_ratio_ci(ua, ub, seed=seed)
+        p = welch_p([statistics.median(u) for u in ua], [statistics.median(u) for u in ub])
+        test = (f"Welch t-test on per-process medians ({len(ua)}+{len(ub)} processes); "
+                "CI from resampling whole processes")
+        small = len(ua) < 2 or len(ub) < 2
+    else:
+        lo, hi = bootstrap_ratio_ci(a, b, seed=seed)
+        p = mann_whitney_p(a, b)
+        test = "Mann-Whitney U on samples; bootstrap CI"
+        small = min_p_value(len(a), len(b)) >= alpha
     better = (lo > 1.0) if higher_is_better else (hi < 1.0)
     worse = (hi < 1.0) if higher_is_better else (lo > 1.0)
-    if min_p_value(len(a), len(b)) >= alpha:
+    if small:
         # e.g. 2 vs 2 samples: even fully separated groups give p = 0.33
         verdict = f"too few samples to test (n={len(a)}+{len(b)})"
     elif p < alpha and better:
@@ -182,7 +260,7 @@ def compare(
         verdict = "no significant difference"
     return Comparison(
         baseline=names[0], candidate=names[1], ratio=ratio, ci_low=lo, ci_high=hi,
-        p_value=p, verdict=verdict,
+        p_value=p, verdict=verdict, test=test,
         baseline_summary=summarize(a, higher_is_better),
         candidate_summary=summarize(b, higher_is_better),
     )

@@ -422,10 +422,12 @@ def aggregate(result: SweepResult) -> None:
     """Fill rows and the recommendation from the successful points."""
     chip = f"{result.provenance.chip} ({result.provenance.backend})"
     samples = {v.label: [] for v in result.variants}
+    units = {v.label: [] for v in result.variants}  # one list per process: the independent unit
     counts = {v.label: [0, 0] for v in result.variants}
     for p in result.points:
         if p.status == "ok":
             samples[p.label].extend(p.tok_s)
+            units[p.label].append(list(p.tok_s))
             counts[p.label][0] += 1
         else:
             counts[p.label][1] += 1
@@ -440,7 +442,8 @@ def aggregate(result: SweepResult) -> None:
         if v.label == result.baseline:
             row.update(verdict="baseline", ratio=1.0 if xs else None)
         elif xs and base:
-            c = stats.compare(base, xs, names=(result.baseline, v.label))
+            c = stats.compare(base, xs, names=(result.baseline, v.label),
+                              units=(units[result.baseline], units[v.label]))
             row.update(ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value, verdict=c.verdict)
         else:
             row.update(verdict="no data")

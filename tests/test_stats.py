@@ -51,3 +51,22 @@ def test_too_few_samples_is_said_not_hidden():
     assert c.verdict.startswith("too few samples") and c.ci_high < 1.0
     assert stats.min_p_value(3, 3) == pytest.approx(0.1)
     assert stats.min_p_value(4, 4) == pytest.approx(2 / 70)
+
+
+def test_welch_p_known_values():
+    # scipy.stats.ttest_ind([1,2,3,4],[2,4,6,8], equal_var=False).pvalue = 0.151580…
+    assert stats.welch_p([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx(0.1515805, abs=1e-6)
+    assert stats.welch_p([10, 11, 12], [10, 11, 12]) == pytest.approx(1.0)
+    assert stats.betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-4)
+
+
+def test_units_make_correlated_runs_count_once():
+    """Three processes whose runs agree closely inside each process but whose
+    process means scatter: run-level tests would call it; unit-level does not."""
+    a = [[100, 100.1, 99.9], [96, 96.1, 95.9], [103, 103.1, 102.9]]
+    b = [[101, 101.1, 100.9], [104, 104.1, 103.9], [99, 99.1, 98.9]]
+    flat_a, flat_b = sum(a, []), sum(b, [])
+    c = stats.compare(flat_a, flat_b, units=(a, b))
+    assert c.verdict == "no significant difference" and "per-process" in c.test
+    clear = [[x * 1.1 for x in u] for u in a]
+    assert stats.compare(flat_a, sum(clear, []), units=(a, clear)).verdict == "significant gain"
