@@ -327,7 +327,7 @@ def headline(docs) -> str:
     fl = docs.get("floor")
     if fl and fl.get("floor_tok_s"):
         floor_tok_s = fl["floor_tok_s"]
-        line += f"; decode runs at {ts['median'] / floor_tok_s:.0%} of the weight-streaming floor ({floor_tok_s:.0f} tok/s)"
+        line += f"; decode runs at {ts['median'] / floor_tok_s:.0%} of the weight-streaming floor ({floor_tok_s:.3g} tok/s)"
     return line + "."
 
 
