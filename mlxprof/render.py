@@ -8,12 +8,18 @@ def _gb(x):
     return f"{x / 1e9:.2f} GB"
 
 
+def _kv_table(title):
+    """A two-column name/value table, the shape of every result summary."""
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    return t
+
+
 def decode_table(r, console=None):
     console = console or Console()
     p, m, s = r.provenance, r.model, r.split
-    t = Table(title=f"mlxprof decode — {m.name}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = _kv_table(f"mlxprof decode — {m.name}")
     t.add_row("model", f"{m.name} ({m.quantization}, {m.num_layers} layers, {m.parameters / 1e9:.2f} B params)")
     t.add_row("weights", m.weights + (" (random values, published architecture)" if m.weights == "synthetic" else ""))
     t.add_row("backend / chip", f"{p.backend} / {p.chip}")
@@ -86,9 +92,7 @@ def env_table(r, console=None):
     """`mlxprof env`: chip, MLX's knob defaults and values in force, gating advice."""
     console = console or Console()
     p, c = r.provenance, r.chip
-    t = Table(title="mlxprof env", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = _kv_table("mlxprof env")
     t.add_row("backend", p.backend)
     t.add_row("chip", f"{c.name} — family {c.family}")
     t.add_row("identified by", c.detail)
@@ -132,9 +136,7 @@ def env_table(r, console=None):
 def parity_table(r, console=None):
     console = console or Console()
     m, st, c = r.model, r.settings, r.comparison
-    t = Table(title=f"mlxprof parity — {m.name}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = _kv_table(f"mlxprof parity — {m.name}")
     t.add_row("model", f"{m.name} ({m.quantization}, {m.weights} weights, {m.dtype})")
     t.add_row("backend / chip", f"{r.provenance.backend} / {r.provenance.chip}")
     t.add_row("runs", f"{st.rounds} rounds × ({' '.join(r.order[:2])}), interleaved; each "
@@ -331,9 +333,7 @@ def _runs_count(xs):
 def floor_table(r, console=None):
     console = console or Console()
     m = r.model
-    t = Table(title=f"mlxprof floor — {m.name}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = _kv_table(f"mlxprof floor — {m.name}")
     q = f"{m.quantization}" + (f", group {m.group_size}" if m.group_size else "")
     t.add_row("model", f"{m.name} ({q}, {m.dtype} activations, {m.num_layers} layers)")
     t.add_row("weight set", f"{r.matvecs} matrix-vector products: " + ", ".join(

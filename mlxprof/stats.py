@@ -58,17 +58,7 @@ def summarize(samples: Sequence[float], higher_is_better: bool = True) -> Summar
 
 def bootstrap_ratio_ci(a, b, reps=2000, level=0.95, seed=0):
     """CI of median(b)/median(a) by resampling each group independently."""
-    rng = random.Random(seed)
-    ratios = []
-    for _ in range(reps):
-        ra = statistics.median(rng.choices(a, k=len(a)))
-        rb = statistics.median(rng.choices(b, k=len(b)))
-        if ra:
-            ratios.append(rb / ra)
-    ratios.sort()
-    lo = ratios[int((1 - level) / 2 * len(ratios))]
-    hi = ratios[min(len(ratios) - 1, int((1 + level) / 2 * len(ratios)))]
-    return lo, hi
+    return cluster_bootstrap_ratio_ci([[x] for x in a], [[x] for x in b], reps, level, seed)
 
 
 def mann_whitney_p(a, b) -> float:
