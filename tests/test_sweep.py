@@ -30,7 +30,10 @@ FAKE_WORKER = textwrap.dedent(r'''
     t0 = time.time()
     job = json.loads(sys.argv[-1])
     mode = os.environ.get("MLX_FAKE", "default")
+    rep = 0  # how many times this label ran before: makes each process's numbers deterministic
     if os.environ.get("FAKE_LOG"):
+        if os.path.exists(os.environ["FAKE_LOG"]):
+            rep = open(os.environ["FAKE_LOG"]).read().split().count(mode)
         with open(os.environ["FAKE_LOG"], "a") as f:
             f.write(mode + "\n")
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
@@ -47,8 +50,11 @@ FAKE_WORKER = textwrap.dedent(r'''
         print("hello from a library\nMLXPROF-RESULT {not json")
         sys.exit(0)
     base = {"fast": 130.0, "slow": 70.0}.get(mode, 100.0)
-    rng = random.Random(os.getpid())
-    tok = [base * (1 + rng.gauss(0, 0.01)) for _ in range(job.get("runs") or 3)]
+    # processes alternate ±1 % around base (by how often the mode ran before),
+    # so equal labels overlap however the rounds interleave them
+    rng = random.Random(rep)
+    level = base * (1.01 if rep % 2 else 0.99)
+    tok = [level * (1 + rng.gauss(0, 0.002)) for _ in range(job.get("runs") or 3)]
     if mode == "noisy":
         print("some library chatter\n{\"tok_s\": [1]}\nMLXPROF-RESULT-NOT {}")
     spawn = float(os.environ["MLXPROF_SPAWN_TIME"])
