@@ -4,8 +4,12 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _gb(x):
-    return f"{x / 1e9:.2f} GB"
+def fmt_bytes(x):
+    """GB for model-sized numbers, MB/kB for the tiny test architectures."""
+    if x >= 1e8:
+        return f"{x / 1e9:.2f} GB"
+    return f"{x / 1e6:.2f} MB" if x >= 1e5 else f"{x / 1e3:.1f} kB"
+
 
 
 def _kv_table(title):
@@ -35,8 +39,8 @@ def decode_table(r, console=None):
     )
     t.add_row("per token", f"{s.token_ms:.2f} ms: {split}   rest {s.unattributed_ms:.2f} ms")
     t.add_row("verdict", r.verdict.sentence)
-    t.add_row("bytes/token", f"{_gb(m.bytes_per_token)} streamed → {m.bytes_per_token / (s.token_ms / 1e3) / 1e9:.1f} GB/s effective")
-    t.add_row("peak memory", _gb(r.peak_memory_bytes))
+    t.add_row("bytes/token", f"{fmt_bytes(m.bytes_per_token)} streamed → {m.bytes_per_token / (s.token_ms / 1e3) / 1e9:.1f} GB/s effective")
+    t.add_row("peak memory", fmt_bytes(r.peak_memory_bytes))
     v = p.versions
     t.add_row("versions", f"mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}")
     if p.knobs:
@@ -83,7 +87,7 @@ def models_table(rows, console=None):
         t.add_column(c)
     for r in rows:
         t.add_row(r["alias"], r["quantization"], str(r["layers"]), str(r["kv_shared"]),
-                  f"{r['parameters'] / 1e9:.2f} B", _gb(r["weight_bytes"]), _gb(r["bytes_per_token"]),
+                  f"{r['parameters'] / 1e9:.2f} B", fmt_bytes(r["weight_bytes"]), fmt_bytes(r["bytes_per_token"]),
                   r["repo_id"] or r["note"])
     console.print(t)
 
@@ -380,7 +384,7 @@ def compare_table(r, console=None):
     row("GEMV GB/s", lambda v: f"{v.floor_gb_s:.1f}" if v.floor_gb_s else "–")
     row("floor / token", lambda v: f"{v.floor_ms.median / v.split.token_ms:.0%}" if v.floor_ms else "–")
     row("graph nodes", lambda v: f"{v.nodes}" if v.nodes else "–")
-    row("peak memory", lambda v: _gb(v.peak_memory_bytes))
+    row("peak memory", lambda v: fmt_bytes(v.peak_memory_bytes))
     console.print(t)
     s = Table(show_header=False, box=None)
     s.add_column(style="bold")

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import results
 from .errors import InputError
+from .render import fmt_bytes as _gb
 
 SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
 ORDER = ["decode", "gpu", "floor", "ops", "sweep", "vlm", "compare", "parity"]
@@ -28,12 +29,6 @@ def section(kind):
 
 def _f(x, d=1):
     return "–" if x is None else f"{x:.{d}f}"
-
-
-def _gb(x):
-    if x >= 1e8:
-        return f"{x / 1e9:.2f} GB"
-    return f"{x / 1e6:.2f} MB" if x >= 1e5 else f"{x / 1e3:.1f} kB"
 
 
 def _gbs(x):

@@ -136,19 +136,7 @@ def save(result: Result, path):
 
 def load(path, cls, kind: Optional[str] = None):
     """Read a result of class `cls`, refusing other schema versions and kinds."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file")
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a JSON result ({e})")
-    if not isinstance(data, dict) or "schema" not in data or "kind" not in data:
-        raise InputError(f"{path}: not an mlxprof result (no schema/kind)")
-    if data["schema"] != SCHEMA_VERSION:
-        raise InputError(
-            f"{path}: schema version {data['schema']}, this mlxprof reads {SCHEMA_VERSION}"
-        )
+    data = load_any(path)
     want = kind or cls.model_fields["kind"].default
     if want and data["kind"] != want:
         raise InputError(f"{path}: a '{data['kind']}' result, expected '{want}'")
@@ -167,8 +155,10 @@ def load_any(path) -> dict:
         raise InputError(f"{path}: no such file")
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a JSON result ({e})")
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION or "kind" not in data:
-        raise InputError(f"{path}: not an mlxprof result of schema version {SCHEMA_VERSION}")
+    if not isinstance(data, dict) or "schema" not in data or "kind" not in data:
+        raise InputError(f"{path}: not an mlxprof result (no schema/kind)")
+    if data["schema"] != SCHEMA_VERSION:
+        raise InputError(
+            f"{path}: schema version {data['schema']}, this mlxprof reads {SCHEMA_VERSION}"
+        )
     return data
-
-
