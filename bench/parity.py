@@ -36,19 +36,20 @@ def main(argv=None):
     ap.add_argument("--prompt-tokens", type=int, default=None)
     a = ap.parse_args(argv)
     try:
-        loaded, ident, st, ids = parity.prepare_parity(a.model, a.weights, a.dtype, a.rounds, a.warmup,
-                                                       a.tokens, a.prompt_tokens)
+        session, st, ids = parity.prepare_parity(a.model, a.weights, a.dtype, a.rounds, a.warmup,
+                                                 a.tokens, a.prompt_tokens)
     except InputError as e:
         print(f"bench/parity.py: error: {e}", file=sys.stderr)
         return 2
     import mlx.core as mx
 
+    ident = session.identity
     print(f"model {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype}) on "
           f"{mx.default_device()}; {st.rounds} rounds × {', '.join(parity.BENCH_LOOPS)} interleaved, "
           f"each {st.prompt_tokens} prompt + {st.warmup} warm-up + {st.tokens} measured tokens")
     for note in st.reduced:
         print(f"note: {note}")
-    runs = parity.measure(loaded, ids, st.rounds, st.warmup, st.tokens, parity.BENCH_LOOPS,
+    runs = parity.measure(session.model, ids, st.rounds, st.warmup, st.tokens, parity.BENCH_LOOPS,
                           on_run=lambda r: print(f"  {r.loop:>8} round {r.round + 1}: {r.tok_s:.2f} tok/s",
                                                  flush=True))
     by = parity.samples(runs)

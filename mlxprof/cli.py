@@ -30,7 +30,12 @@ def main():
     this chip."""
 
 
-def model_options(f):
+def command_line() -> str:
+    """The command as the user typed it, recorded in every result's provenance."""
+    return " ".join(["mlxprof"] + sys.argv[1:])
+
+
+def weights_options(f):
     f = click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None,
                      help="Activation / unquantized-parameter dtype for synthetic weights "
                           "(default: the checkpoint's, float32 for quantized models on the CPU backend).")(f)
@@ -38,23 +43,70 @@ def model_options(f):
                      show_default=True,
                      help="real: checkpoint on disk (never downloaded); synthetic: the published "
                           "architecture with random values; auto: real when on disk.")(f)
-    f = click.option("--model", "-m", required=True,
-                     help="Alias (see `mlxprof models`), local checkpoint directory, or cached HF repo id.")(f)
     return f
 
 
-def decode_options(f):
-    for name, hlp in (
-        ("--runs", "Independent runs (fresh cache + prefill each) [default 3]."),
-        ("--warmup", "Warm-up tokens per run, not measured [default 20]."),
-        ("--tokens", "Measured tokens per run [default 100]."),
-        ("--prompt-tokens", "Length of the deterministic prompt of token ids [default 16]."),
-    ):
-        f = click.option(name, type=int, default=None, help=hlp)(f)
-    f = click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")(f)
-    f = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-                     help="Write the result as versioned JSON (rewritten after every run).")(f)
-    return f
+def model_options(f):
+    f = weights_options(f)
+    return click.option("--model", "-m", required=True,
+                        help="Alias (see `mlxprof models`), local checkpoint directory, or cached HF repo id.")(f)
+
+
+COUNT_HELP = {
+    "runs": "Independent runs (fresh cache + prefill each)",
+    "warmup": "Warm-up tokens per run, not measured",
+    "tokens": "Measured tokens per run",
+    "prompt_tokens": "Length of the deterministic prompt of token ids",
+}
+
+
+def counts(**defaults):
+    """--runs/--warmup/--tokens/--prompt-tokens with one wording everywhere;
+    each keyword names an option and the default its help shows."""
+
+    def deco(f):
+        for name, default in reversed(defaults.items()):
+            f = click.option("--" + name.replace("_", "-"), name, type=int, default=None,
+                             help=f"{COUNT_HELP[name]} [default {default}].")(f)
+        return f
+
+    return deco
+
+
+def prompt_option(f):
+    return click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")(f)
+
+
+def json_option(when: str = "when done"):
+    return click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+                        metavar="FILE",
+                        help=f"Write the result as versioned JSON ({when}); `-` prints it on stdout "
+                             "instead of the table.")
+
+
+def quiet_option(f):
+    return click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")(f)
+
+
+def file_path(json_path):
+    """The path a library call may write (partial results included); `-` is stdout, written at the end."""
+    return None if json_path in (None, "-") else json_path
+
+
+def finish(result, json_path, table, *written):
+    """Print the result: its JSON on stdout for `--json -`, else the table;
+    then save it (unless the library already did) and say what was written."""
+    from . import results
+
+    if json_path == "-":
+        click.echo(result.model_dump_json(by_alias=True, indent=2))
+    else:
+        table(result)
+    if json_path and json_path != "-":
+        results.save(result, json_path)
+    for path in (file_path(json_path),) + written:
+        if path:
+            click.echo(f"wrote {path}", err=True)
 
 
 def image_options(f):
@@ -71,9 +123,11 @@ def image_options(f):
 
 @main.command(context_settings=CONTEXT)
 @model_options
-@decode_options
+@counts(runs=3, warmup=20, tokens=100, prompt_tokens=16)
+@prompt_option
+@json_option("rewritten after every run")
 @image_options
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 @click.option("--gpu-timeline", is_flag=True,
               help="CUDA only (needs cupti-python: pip install 'mlxprof[cuda]'): record the GPU's "
                    "kernel timeline with CUPTI over an extra, separate set of traced runs; report "
@@ -101,71 +155,65 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     On the CPU backend async_eval computes the token itself: no GPU verdict.
     """
     from . import profile, render
+    from .decode import DecodeResult
 
     if env:
-        from .decode import DecodeResult
-
-        result = _in_subprocess(ctx, env, DecodeResult, json_path)
-        render.decode_table(result)
-        return
-    result = profile.decode(
-        model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
-        prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path,
-        progress=not quiet, command=" ".join(["mlxprof"] + sys.argv[1:]), gpu_timeline=gpu_timeline,
-        trace_path=trace_path,
-        image=image, image_size=image_size,
-    )
-    render.decode_table(result)
-    for path in (json_path, trace_path):
-        if path:
-            click.echo(f"wrote {path}", err=True)
+        result = _in_subprocess(ctx, env, DecodeResult)
+    else:
+        result = profile.decode(
+            model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
+            prompt_tokens=prompt_tokens, prompt=prompt, json_path=file_path(json_path),
+            progress=not quiet, command=command_line(), gpu_timeline=gpu_timeline,
+            trace_path=trace_path, image=image, image_size=image_size,
+        )
+    finish(result, json_path, render.decode_table, trace_path)
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(as_json):
+@json_option()
+def models(json_path):
     """List model aliases with parameter count and bytes streamed per token."""
-    from . import render
+    import json
+
+    from . import render, results
     from .models import catalog
 
+    if json_path and json_path != "-":
+        results.check_writable(json_path)
     rows = catalog()
-    if as_json:
-        import json
-
+    if json_path == "-":
         click.echo(json.dumps(rows, indent=2))
-    else:
-        render.models_table(rows)
+        return
+    render.models_table(rows)
+    if json_path:
+        results.write_text_atomic(json_path, json.dumps(rows, indent=2) + "\n")
+        click.echo(f"wrote {json_path}", err=True)
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON result instead of tables.")
+@json_option()
 @click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
               help="User gating file merged over the built-in table "
                    "[default: $MLXPROF_GATING_FILE, else ~/.config/mlxprof/gating.json].")
-def env(as_json, gating_file):
+def env(json_path, gating_file):
     """Backend, chip, MLX's per-chip scheduler defaults, the MLX_* variables in
-    force, and the knob gating advice for this chip."""
-    from . import gating, render
+    force, and the knob gating advice for this chip. `--json -` prints the
+    versioned JSON result instead of the tables."""
+    from . import gating, render, results
 
-    result = gating.environment(gating_file, command=" ".join(["mlxprof"] + sys.argv[1:]))
-    if as_json:
-        click.echo(result.model_dump_json(by_alias=True, indent=2))
-    else:
-        render.env_table(result)
+    if file_path(json_path):
+        results.check_writable(json_path)
+    finish(gating.environment(gating_file, command=command_line()), json_path, render.env_table)
 
 
 @main.command(context_settings=CONTEXT)
 @model_options
 @click.option("--rounds", type=int, default=None,
               help="Interleaved rounds, each one run of every loop (A B, B A, …) [default 5].")
-@click.option("--warmup", type=int, default=None, help="Warm-up tokens per run, not measured [default 20].")
-@click.option("--tokens", type=int, default=None, help="Measured tokens per run [default 100].")
-@click.option("--prompt-tokens", type=int, default=None,
-              help="Length of the deterministic prompt of token ids [default 16].")
-@click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the result as versioned JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@counts(warmup=20, tokens=100, prompt_tokens=16)
+@prompt_option
+@json_option("rewritten after every round")
+@quiet_option
 def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
     """mlxprof's instrumented loop vs mlx-vlm's own generate_step.
 
@@ -180,12 +228,10 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
 
     result = par.parity(
         model, weights=weights, dtype=dtype, rounds=rounds, warmup=warmup, tokens=tokens,
-        prompt_tokens=prompt_tokens, prompt=prompt, json_path=json_path, progress=not quiet,
-        command=" ".join(["mlxprof"] + sys.argv[1:]),
+        prompt_tokens=prompt_tokens, prompt=prompt, json_path=file_path(json_path), progress=not quiet,
+        command=command_line(),
     )
-    render.parity_table(result)
-    if json_path:
-        click.echo(f"wrote {json_path}", err=True)
+    finish(result, json_path, render.parity_table)
 
 
 @main.command(context_settings=CONTEXT)
@@ -194,22 +240,21 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
               help="A variable and its values; `default` leaves it unset. Several --knob flags make a grid.")
 @click.option("--reps", type=int, default=3, show_default=True,
               help="Rounds: each value runs once per round, interleaved round-robin.")
-@click.option("--runs", type=int, default=None, help="Decode runs per point [default 3].")
-@click.option("--warmup", type=int, default=None, help="Warm-up tokens per run [default 20].")
-@click.option("--tokens", type=int, default=None, help="Measured tokens per run [default 100].")
-@click.option("--prompt-tokens", type=int, default=None, help="Prompt length in token ids [default 16].")
+@counts(runs=3, warmup=20, tokens=100, prompt_tokens=16)
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds one point may take before it is killed and recorded as failed.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              metavar="FILE",
               help="Result file, rewritten after every point [default: mlxprof-sweep-MODEL-TIME.json, "
-                   "or the --resume file].")
+                   "or the --resume file]; `-` prints the result on stdout (points still go to the "
+                   "default file, for --resume).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue a partial sweep from its result file (same model, knobs and settings).")
 @click.option("--force", is_flag=True, help="Sweep knobs this backend does not read (e.g. buffer sizes on CPU).")
 @click.option("--save-gating", is_flag=True, help="Save the recommendation as this chip's gating decision.")
 @click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
               help="Gating file for --save-gating [default: mlxprof's per-user file].")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@quiet_option
 def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
           resume, force, save_gating, gating_file, quiet):
     """Sweep MLX environment knobs, each point in a fresh process.
@@ -243,6 +288,9 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         raise InputError("--gating-file goes with --save-gating")
     if save_gating and importlib.util.find_spec("mlxprof.gating") is None:
         raise InputError("--save-gating needs mlxprof.gating, which this installation lacks")
+    to_stdout = json_path == "-"
+    if to_stdout:
+        json_path = None
     if json_path is None and resume is None:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
         json_path = f"mlxprof-sweep-{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
@@ -251,15 +299,14 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
             model, knobs=knobs, reps=reps, runs=runs, warmup=warmup, tokens=tokens,
             prompt_tokens=prompt_tokens, weights=weights, dtype=dtype, timeout=timeout, force=force,
             json_path=json_path, resume=resume, progress=not quiet,
-            command=" ".join(["mlxprof"] + sys.argv[1:]),
+            command=command_line(),
         )
     except sw.SweepInterrupted as e:
         render.sweep_table(e.result)
         path = json_path or resume
         click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
         sys.exit(130)
-    render.sweep_table(result)
-    click.echo(f"wrote {json_path or resume}", err=True)
+    finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume)
     if save_gating:
         saved = sw.save_gating(result, path=gating_file, source=json_path or resume)
         click.echo(f"saved gating decision for {', '.join(saved)}", err=True)
@@ -267,7 +314,7 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
 
 @main.command(context_settings=CONTEXT)
 @click.option("--model", "-m", default=None, help="Measure this model (alias, directory or cached repo id).")
-@click.option("--weights", type=click.Choice(["auto", "real", "synthetic"]), default="auto", show_default=True)
+@weights_options
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Markdown path [default: docs/benchmark_results/<model>-<backend>.md]; JSON results beside it.")
 @click.option("--quick", is_flag=True, help="Small token counts: about a minute for gemma3n-tiny on 2 CPU cores.")
@@ -277,8 +324,11 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
 @click.option("--image", type=click.Path(), default=None, help="Image for the text-vs-image section.")
 @click.option("--bits", default=None, help="Also compare bit widths of the model's family, e.g. 4,16.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-@click.option("--quiet", "-q", is_flag=True)
-def report(model, weights, out, quick, from_paths, gpu_timeline, image, bits, no_plots, quiet):
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              metavar="FILE", help="Also write every result of the document as one JSON object "
+                                   "{kind: result}; `-` prints it on stdout.")
+@quiet_option
+def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, bits, no_plots, json_path, quiet):
     """Write a decode-profile markdown document.
 
     Either measures everything (decode best-of-N and the split, op
@@ -305,10 +355,21 @@ def report(model, weights, out, quick, from_paths, gpu_timeline, image, bits, no
 
             out = _default_out(model, hardware.backend_name())
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-        docs = rep.measure(model, Path(out), quick=quick, weights=weights, gpu_timeline=gpu_timeline,
+        docs = rep.measure(model, Path(out), quick=quick, weights=weights, dtype=dtype, gpu_timeline=gpu_timeline,
                            image=image, progress=not quiet, bits=bits, log=log)
     path = rep.write(docs, Path(out), plots=not no_plots)
     click.echo(f"wrote {path}", err=True)
+    if json_path:
+        import json
+
+        from . import results
+
+        text = json.dumps(docs, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            results.write_text_atomic(json_path, text + "\n")
+            click.echo(f"wrote {json_path}", err=True)
 
 
 def _default_out(name, backend):
@@ -326,65 +387,47 @@ def _default_out(name, backend):
               help="Measured TTFT breakdown runs [default 10; 2 on the CPU backend].")
 @click.option("--ttft-warmup", type=int, default=None,
               help="TTFT breakdown warm-up runs [default 10; 1 on the CPU backend].")
-@click.option("--runs", type=int, default=None,
-              help="Decode runs per prompt, text and image interleaved, fresh cache each "
-                   "[default 3; 2 on the CPU backend].")
-@click.option("--warmup", type=int, default=None, help="Warm-up tokens per decode run, not measured [default 20].")
-@click.option("--tokens", type=int, default=None, help="Measured tokens per decode run [default 100].")
-@click.option("--prompt-tokens", type=int, default=None,
-              help="Length of the deterministic text prompt of token ids [default 16].")
-@click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the result as versioned JSON (kind 'vlm') when done.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@counts(runs="3 per prompt, text and image interleaved; 2 on the CPU backend", warmup=20, tokens=100,
+        prompt_tokens=16)
+@prompt_option
+@json_option()
+@quiet_option
 def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, image, image_size,
         ttft_runs, ttft_warmup, quiet):
     """Image prompt: TTFT breakdown, and text vs image prefill/TTFT/decode.
 
     \b
-    TTFT breakdown (seed 001's cells: median, stddev, largest deviation
-    from the median, over --ttft-runs after --ttft-warmup): preprocess,
-    vision tower, projection (embed_vision), embedding merge, text prefill,
-    first token. Stages are synchronised with mx.eval between them, so
-    the breakdown is sequential by construction.
+    TTFT breakdown (median, stddev, largest deviation from the median,
+    over --ttft-runs after --ttft-warmup): preprocess, vision tower,
+    projection (embed_vision), embedding merge, text prefill, first token.
+    Stages are synchronised with mx.eval between them, so the breakdown is
+    sequential by construction.
 
     \b
     Then --runs interleaved runs of the same text with and without the
     image (fresh cache each): prefill tok/s, TTFT (raw input → first token
     in one fused eval) and decode tok/s, with a significance statement.
     """
-    from . import profile, render, results
+    from . import profile, render
 
     result = profile.vlm(
         model, image, weights=weights, dtype=dtype, image_size=image_size, runs=runs, warmup=warmup,
         tokens=tokens, ttft_runs=ttft_runs, ttft_warmup=ttft_warmup, prompt_tokens=prompt_tokens,
-        prompt=prompt, progress=not quiet, json_path=json_path,
-        command=" ".join(["mlxprof"] + sys.argv[1:]),
+        prompt=prompt, progress=not quiet, json_path=file_path(json_path), command=command_line(),
     )
-    render.vlm_table(result)
-    if json_path:
-        results.save(result, json_path)
-        click.echo(f"wrote {json_path}", err=True)
+    finish(result, json_path, render.vlm_table)
 
 
-
-
-def _command_line():
-    return " ".join(["mlxprof"] + sys.argv[1:])
-
-
-def _in_subprocess(ctx, env, cls, json_path):
-    """--env: validate, re-run this command in a fresh process, save its result."""
-    from . import results, subproc
+def _in_subprocess(ctx, env, cls):
+    """--env: validate, then re-run this command in a fresh process; its result."""
+    from . import subproc
 
     variables = subproc.parse_env(env)
-    if json_path:
-        results.check_writable(json_path)
-    result = subproc.rerun(ctx, variables, cls)
-    if json_path:
-        results.save(result, json_path)
-        click.echo(f"wrote {json_path}", err=True)
-    return result
+    if file_path(ctx.params.get("json_path")):
+        from . import results
+
+        results.check_writable(ctx.params["json_path"])
+    return subproc.rerun(ctx, variables, cls)
 
 
 @main.command(context_settings=CONTEXT)
@@ -392,8 +435,7 @@ def _in_subprocess(ctx, env, cls, json_path):
 @click.option("--context", type=int, default=None,
               help="KV length before the step: tokens already in the cache [default 16, just after "
                    "a short prompt].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the histogram as versioned JSON (usable as a later --diff).")
+@json_option("usable as a later --diff")
 @click.option("--dot", "dot_path", type=click.Path(dir_okay=False), default=None,
               help="Also keep the raw DOT export (render with graphviz).")
 @click.option("--diff", "diff_path", type=click.Path(dir_okay=False), default=None,
@@ -434,13 +476,11 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
         parse_env(env)
         if diff_path:
             ops_mod.load_histogram(diff_path)
-        result = _in_subprocess(ctx, env, ops_mod.OpsResult, json_path)
+        result = _in_subprocess(ctx, env, ops_mod.OpsResult)
     else:
-        result = ops_mod.run(model, weights, dtype, context, json_path, dot_path, diff_path,
-                             command=_command_line())
-        if json_path:
-            click.echo(f"wrote {json_path}", err=True)
-    render.ops_table(result, top=top)
+        result = ops_mod.run(model, weights, dtype, context, file_path(json_path), dot_path, diff_path,
+                             command=command_line())
+    finish(result, json_path, lambda r: render.ops_table(r, top=top), dot_path)
 
 
 @main.command(context_settings=CONTEXT)
@@ -455,8 +495,7 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
 @click.option("--warmup", type=int, default=None, help="Floor evaluations not timed [5].")
 @click.option("--probe-mb", type=int, default=None,
               help="Size of the copy-bandwidth probe array [1024 on a GPU, 256 on the CPU].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the result as versioned JSON.")
+@json_option()
 @env_option
 @click.pass_context
 def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, decode_warmup, tokens,
@@ -479,16 +518,14 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, decode_warmu
         from .subproc import parse_env
 
         parse_env(env)
-        result = _in_subprocess(ctx, env, floor_mod.FloorResult, json_path)
+        result = _in_subprocess(ctx, env, floor_mod.FloorResult)
     else:
         result = floor_mod.run(
             model, weights, dtype, iterations=iterations, warmup=warmup, probe_mb=probe_mb,
             decode_path=decode_path, no_decode=no_decode, runs=runs, decode_warmup=decode_warmup,
-            tokens=tokens, json_path=json_path, command=_command_line(),
+            tokens=tokens, json_path=file_path(json_path), command=command_line(),
         )
-        if json_path:
-            click.echo(f"wrote {json_path}", err=True)
-    render.floor_table(result)
+    finish(result, json_path, render.floor_table)
 
 
 @main.command(context_settings=CONTEXT)
@@ -496,18 +533,11 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, decode_warmu
               help="An alias family (gemma3n-e2b, gemma3n-e4b, gemma3n-tiny) or one of its aliases.")
 @click.option("--bits", default="4,8,16", show_default=True,
               help="Comma-separated variants of the family; 16 = the bf16 alias.")
-@click.option("--weights", type=click.Choice(["auto", "real", "synthetic"]), default="auto",
-              show_default=True, help="As for decode, per variant.")
-@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None,
-              help="Activation dtype for every variant (default: each variant's own).")
-@click.option("--runs", type=int, default=None, help="Runs per variant [5; 3 for big models on the CPU].")
-@click.option("--warmup", type=int, default=None, help="Warm-up tokens per run [20].")
-@click.option("--tokens", type=int, default=None, help="Measured tokens per run [100].")
-@click.option("--prompt-tokens", type=int, default=None, help="Prompt length [16].")
+@weights_options
+@counts(runs="5 per variant; 3 for big models on the CPU", warmup=20, tokens=100, prompt_tokens=16)
 @click.option("--no-floor", is_flag=True, help="Skip the per-variant streaming floor.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the result as versioned JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@json_option()
+@quiet_option
 @env_option
 @click.pass_context
 def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens, no_floor,
@@ -529,14 +559,12 @@ def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_token
 
         parse_env(env)
         cmp.parse_bits(bits, cmp.family_of(model))
-        result = _in_subprocess(ctx, env, cmp.CompareResult, json_path)
+        result = _in_subprocess(ctx, env, cmp.CompareResult)
     else:
         result = cmp.run(model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens,
-                         floor=not no_floor, json_path=json_path, progress=not quiet,
-                         command=_command_line())
-        if json_path:
-            click.echo(f"wrote {json_path}", err=True)
-    render.compare_table(result)
+                         floor=not no_floor, json_path=file_path(json_path), progress=not quiet,
+                         command=command_line())
+    finish(result, json_path, render.compare_table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,6 @@ other. The result says which.
 import time
 from typing import Dict, List, Optional
 
-import click
 from pydantic import BaseModel
 
 from . import stats
@@ -118,9 +117,25 @@ def explain(variants: List[Variant], comparisons: List[stats.Comparison]) -> str
     return f"{head} (no floor measured)."
 
 
-def _progress(enabled, msg):
-    if enabled:
-        click.echo(msg, err=True)
+def side_measures(session, context: int, floor: bool) -> dict:
+    """A variant's identity, streaming floor and one step's graph size."""
+    import mlx.core as mx
+
+    from . import floor as fl
+    from . import ops
+    from .models.weights import streamed_matvecs
+
+    ident = session.identity
+    e = dict(model=ident, alias=session.model.target.name)
+    if floor:
+        d = fl._defaults(session.backend, ident.bytes_per_token)
+        ev, _ = fl.time_floor(streamed_matvecs(session.model.text), getattr(mx, session.model.dtype),
+                              d["iterations"], d["warmup"])
+        fm = stats.summarize(ev, higher_is_better=False)
+        e.update(floor_ms=fm, floor_gb_s=ident.bytes_per_token / (fm.median / 1e3) / 1e9)
+    o = ops.step_histogram(session, context)
+    e.update(nodes=o.nodes, op_classes=o.classes)
+    return e
 
 
 def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None, tokens=None,
@@ -129,10 +144,11 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
 
     from . import decode as dec
     from . import floor as fl
-    from . import hardware, ops, results
+    from . import hardware, results
     from .hardware import available_memory
-    from .models import estimate_bytes, family_members, identity, prepare, resolve
-    from .models.weights import streamed_matvecs
+    from .models import estimate_bytes, family_members, resolve
+    from .progress import Progress
+    from .session import check_outputs, open_session
 
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
     family = family_of(model)
@@ -140,28 +156,28 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
     members = family_members(family)
     aliases = [members[b].alias for b in labels]
     targets = [resolve(a, weights) for a in aliases]
-    if json_path:
-        results.check_writable(json_path)
+    check_outputs(json_path)
     chip = hardware.detect()
 
     need = sum(estimate_bytes(t, dtype) for t in targets)
     have, _ = available_memory(chip)
     interleaved = have is None or need * 1.3 + (512 << 20) < have
     order = "interleaved" if interleaved else "sequential"
-
-    def load(alias):
-        loaded, reason = prepare(alias, weights, dtype, chip)
-        return loaded, reason
-
+    bar = Progress(progress)
     notes = []
-    loaded = {}
+    sessions = {}
+
+    def open_variant(b, alias):
+        bar.note(f"building {alias}")
+        sessions[b] = open_session(alias, weights, dtype, chip=chip)
+        if sessions[b].dtype_reason:
+            notes.append(f"{alias}: {sessions[b].dtype_reason}")
+        return sessions[b]
+
     if interleaved:
         for b, a in zip(labels, aliases):
-            _progress(progress, f"building {a}")
-            loaded[b], reason = load(a)
-            if reason:
-                notes.append(f"{a}: {reason}")
-    biggest = max(identity(loaded[b]).bytes_per_token for b in labels) if interleaved else \
+            open_variant(b, a)
+    biggest = max(sessions[b].identity.bytes_per_token for b in labels) if interleaved else \
         max(estimate_bytes(t, dtype) for t in targets)
     slow = chip.backend == "cpu" and biggest > dec.CPU_BIG_BYTES
     if runs is None and not slow:
@@ -172,46 +188,25 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
     recs: Dict[str, list] = {b: [] for b in labels}
     extra: Dict[str, dict] = {}
 
-    def one_run(b, lm, ids):
+    def one_run(b, s):
         t0 = time.perf_counter()
-        recs[b].append(dec.run_once(lm, ids, settings.warmup, settings.tokens, stream=stream))
-        _progress(progress, f"  {b} run {len(recs[b])}/{settings.runs}: "
-                            f"{recs[b][-1].tok_s:.2f} tok/s ({time.perf_counter() - t0:.1f} s)")
-
-    def side_measures(b, ld):
-        lm = ld.language_model
-        ident = identity(ld)
-        e = dict(model=ident, alias=ld.target.name)
-        if floor:
-            ev, _ = fl.time_floor(streamed_matvecs(lm), getattr(mx, ld.dtype),
-                                  **{k: fl._defaults(chip.backend, ident.bytes_per_token)[k]
-                                     for k in ("iterations", "warmup")})
-            fm = stats.summarize(ev, higher_is_better=False)
-            e.update(floor_ms=fm, floor_gb_s=ident.bytes_per_token / (fm.median / 1e3) / 1e9)
-        o = ops.analyse(ld, settings.prompt_tokens)
-        e.update(nodes=o.nodes, op_classes=o.classes)
-        extra[b] = e
-
-    def prompt(lm):
-        return dec.default_prompt(settings.prompt_tokens, lm.config.vocab_size)
+        ids = s.prompt(settings.prompt_tokens)
+        recs[b].append(dec.run_once(s.model, ids, settings.warmup, settings.tokens, stream=stream))
+        bar.note(f"  {b} run {len(recs[b])}/{settings.runs}: "
+                 f"{recs[b][-1].tok_s:.2f} tok/s ({time.perf_counter() - t0:.1f} s)")
 
     if interleaved:
         for b in stats.interleave(labels, settings.runs):
-            lm = loaded[b].language_model
-            one_run(b, lm, prompt(lm))
+            one_run(b, sessions[b])
         for b in labels:
-            side_measures(b, loaded[b])
+            extra[b] = side_measures(sessions[b], settings.prompt_tokens, floor)
     else:
         for b, a in zip(labels, aliases):
-            _progress(progress, f"building {a}")
-            ld, reason = load(a)
-            if reason:
-                notes.append(f"{a}: {reason}")
-            lm = ld.language_model
+            s = open_variant(b, a)
             for _ in range(settings.runs):
-                one_run(b, lm, prompt(lm))
-            side_measures(b, ld)
-            del ld, lm
+                one_run(b, s)
+            extra[b] = side_measures(s, settings.prompt_tokens, floor)
+            del sessions[b], s
             mx.clear_cache()
 
     variants = []
@@ -230,7 +225,9 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
     probe = fl.copy_probe(fl._defaults(chip.backend, 0)["probe_mb"] << 20,
                           fl._defaults(chip.backend, 0)["probe_reps"]).gb_s if floor else None
     if any(v.model.weights == "synthetic" for v in variants):
-        notes.append("weights: synthetic (published architecture, random values)")
+        from .session import SYNTHETIC_NOTE
+
+        notes.append(SYNTHETIC_NOTE)
     n = settings.runs
     if stats.mann_whitney_p(list(range(n)), list(range(n, 2 * n))) >= 0.05:
         notes.append(f"{n} runs per variant: the rank test cannot reach p < 0.05 with so few, so "
@@ -238,7 +235,7 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
     notes = settings.reduced + notes
     settings.reduced = []
     r = CompareResult(
-        provenance=results.provenance(command), family=family, order=order, settings=settings,
+        provenance=results.provenance(command, chip=chip), family=family, order=order, settings=settings,
         variants=variants, comparisons=comparisons, probe_gb_s=probe,
         sentence=explain(variants, comparisons), notes=notes,
     )

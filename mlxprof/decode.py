@@ -97,12 +97,14 @@ class DecodeResult(Result):
     gpu_runs: List[RunRecord] = []
 
 
-def make_step(lm, cache, stream):
-    """One decode step as mlx-vlm does it: forward, log-softmax, greedy pick."""
+def make_step(model, cache, stream):
+    """One decode step as mlx-lm and mlx-vlm do it: forward, log-softmax,
+    greedy pick. `model` is a `models.Loaded` (anything with `logits(ids,
+    cache)`)."""
 
     def step(y):
         with mx.stream(stream):
-            logits = lm(y, cache=cache).logits[:, -1, :]
+            logits = model.logits(y, cache)[:, -1, :]
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
             return mx.argmax(logprobs, axis=-1), logprobs
 
@@ -110,7 +112,7 @@ def make_step(lm, cache, stream):
 
 
 def run_once(
-    lm,
+    model,
     prompt_ids: List[int],
     warmup: int,
     tokens: int,
@@ -125,8 +127,8 @@ def run_once(
     vision tower + embeddings, see vlm.py); `prompt_ids` then only gives the
     prompt length. prefill_s covers it all, up to the first token."""
     stream = stream or mx.new_stream(mx.default_device())
-    cache = lm.make_cache()
-    step = make_step(lm, cache, stream)
+    cache = model.make_cache()
+    step = make_step(model, cache, stream)
     total = warmup + tokens
     build = [0.0] * total
     submit = [0.0] * total
@@ -256,7 +258,7 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -
 
 
 def measure(
-    lm,
+    model,
     prompt_ids: List[int],
     runs: int,
     warmup: int,
@@ -271,7 +273,7 @@ def measure(
     out = []
     for r in range(runs):
         cb = (lambda n, r=r: on_token(r, n)) if on_token else None
-        rec = run_once(lm, prompt_ids, warmup, tokens, on_token=cb, stream=stream, prefill=prefill)
+        rec = run_once(model, prompt_ids, warmup, tokens, on_token=cb, stream=stream, prefill=prefill)
         out.append(rec)
         if on_run:
             on_run(rec)

@@ -164,12 +164,11 @@ def short_decode(loaded, backend, bytes_per_token, runs=None, warmup=None, token
     from . import decode as dec
 
     d = _defaults(backend, bytes_per_token)["short"]
-    lm = loaded.language_model
     runs = d["runs"] if runs is None else runs
     warmup = d["warmup"] if warmup is None else warmup
     tokens = d["tokens"] if tokens is None else tokens
-    ids = dec.default_prompt(d["prompt_tokens"], lm.config.vocab_size)
-    recs = dec.measure(lm, ids, runs, warmup, tokens)
+    ids = dec.default_prompt(d["prompt_tokens"], loaded.vocab_size)
+    recs = dec.measure(loaded, ids, runs, warmup, tokens)
     tok = stats.summarize([r.tok_s for r in recs])
     return FloorDecode(source="measured", tok_s_best=tok.best, tok_s_median=tok.median,
                        token_ms=dec.split_of(recs).token_ms, runs=runs, tokens=tokens)
@@ -190,18 +189,15 @@ def sentence_of(r: FloorResult) -> str:
     return s[0].upper() + s[1:] + "."
 
 
-def measure_floor(loaded, backend: str, iterations=None, warmup=None, probe_mb=None,
+def measure_floor(session, iterations=None, warmup=None, probe_mb=None,
                   probe=True, decode=None, command=None, notes=()) -> FloorResult:
-    """Floor (and probe) of a loaded model; `decode` is a FloorDecode or None."""
+    """Floor (and probe) of an open session's model; `decode` is a FloorDecode or None."""
     import mlx.core as mx
 
-    from . import results
-    from .models import identity
     from .models.weights import streamed_matvecs
 
-    ident = identity(loaded)
-    lm = loaded.language_model
-    mvs = streamed_matvecs(lm)
+    ident, loaded, backend = session.identity, session.model, session.backend
+    mvs = streamed_matvecs(loaded.text)
     d = _defaults(backend, ident.bytes_per_token)
     iterations = iterations or d["iterations"]
     warmup = d["warmup"] if warmup is None else warmup
@@ -216,20 +212,18 @@ def measure_floor(loaded, backend: str, iterations=None, warmup=None, probe_mb=N
     pr = copy_probe((probe_mb or d["probe_mb"]) << 20, d["probe_reps"]) if probe else None
     gb_s = nbytes / (fm.median / 1e3) / 1e9
     r = FloorResult(
-        provenance=results.provenance(command), model=ident, matvecs=len(mvs),
+        provenance=session.provenance(command), model=ident, matvecs=len(mvs),
         groups=[FloorGroup(kind=k, matvecs=v[0], bytes=v[1])
                 for k, v in sorted(groups.items(), key=lambda kv: -kv[1][1])],
         bytes_per_token=nbytes, iterations=iterations, warmup=warmup, floor_ms=fm,
         build_ms=statistics.median(bl), gb_s=gb_s, gb_s_best=nbytes / (fm.best / 1e3) / 1e9,
         floor_tok_s=1e3 / fm.median, probe=pr, decode=decode,
         decode_share=(decode.tok_s_median / (1e3 / fm.median)) if decode else None,
-        probe_share=(gb_s / pr.gb_s) if pr else None, sentence="", notes=list(notes),
+        probe_share=(gb_s / pr.gb_s) if pr else None, sentence="", notes=list(notes) + session.notes,
     )
     if backend == "cpu":
         r.notes.append("CPU backend: the floor is CPU compute over the weights, not a GPU's "
                        "memory stream")
-    if loaded.target.weights == "synthetic":
-        r.notes.append("weights: synthetic (published architecture, random values)")
     r.sentence = sentence_of(r)
     return r
 
@@ -238,32 +232,27 @@ def run(model, weights="auto", dtype=None, iterations=None, warmup=None, probe_m
         probe=True, decode_path=None, no_decode=False, runs=None, decode_warmup=None,
         tokens=None, json_path=None, command=None) -> FloorResult:
     from . import decode as dec
-    from . import hardware, results
-    from .models import identity, prepare, resolve
+    from . import results
+    from .session import open_session
 
-    dec.validate_counts(iterations=iterations, runs=runs, tokens=tokens, probe_mb=probe_mb)
     if warmup is not None and warmup < 0:
         raise InputError(f"--warmup must be >= 0, not {warmup}")
     if decode_warmup is not None and decode_warmup < 0:
         raise InputError(f"--decode-warmup must be >= 0, not {decode_warmup}")
     if decode_path and no_decode:
         raise InputError("--decode and --no-decode exclude each other")
-    resolve(model, weights)
-    if json_path:
-        results.check_writable(json_path)
     if decode_path:
         results.load(decode_path, dec.DecodeResult)  # fail on a bad file before building
-    chip = hardware.detect()
-    loaded, reason = prepare(model, weights, dtype, chip)
-    ident = identity(loaded)
-    notes = [reason] if reason else []
+    s = open_session(model, weights, dtype, outputs=(json_path,),
+                     counts=dict(iterations=iterations, runs=runs, tokens=tokens, probe_mb=probe_mb))
+    notes = [s.dtype_reason] if s.dtype_reason else []
     if decode_path:
-        ref = _load_decode(decode_path, ident)
+        ref = _load_decode(decode_path, s.identity)
     elif no_decode:
         ref = None
     else:
-        ref = short_decode(loaded, chip.backend, ident.bytes_per_token, runs, decode_warmup, tokens)
-    r = measure_floor(loaded, chip.backend, iterations, warmup, probe_mb, True, ref, command, notes)
+        ref = short_decode(s.model, s.backend, s.identity.bytes_per_token, runs, decode_warmup, tokens)
+    r = measure_floor(s, iterations, warmup, probe_mb, True, ref, command, notes)
     if json_path:
         results.save(r, json_path)
     return r

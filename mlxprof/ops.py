@@ -376,7 +376,7 @@ def _capacities(cache):
             for c in cache]
 
 
-def step_graph(lm, context: int, dot_file, prefill_chunk: int = 2048):
+def step_graph(model, context: int, dot_file, prefill_chunk: int = 2048):
     """Prefill `context` tokens, build step context+1 lazily, export it to
     `dot_file` (path or file-like) before evaluation. Returns (kv_growth,
     matvec call counts, streamed matvecs)."""
@@ -386,19 +386,19 @@ def step_graph(lm, context: int, dot_file, prefill_chunk: int = 2048):
     from .models.weights import streamed_matvecs
 
     stream = mx.default_stream(mx.default_device())
-    cache = lm.make_cache()
-    step = dec.make_step(lm, cache, stream)
-    ids = dec.default_prompt(context, lm.config.vocab_size)
+    cache = model.make_cache()
+    step = dec.make_step(model, cache, stream)
+    ids = dec.default_prompt(context, model.vocab_size)
     for s in range(0, len(ids) - 1, prefill_chunk):  # mlx-lm prefills in 2048-token chunks
         chunk = ids[s: min(s + prefill_chunk, len(ids) - 1)]
         with mx.stream(stream):
-            lm(mx.array([chunk]), cache=cache)
+            model.logits(mx.array([chunk]), cache)
         mx.eval([c.state for c in cache])
     y, _ = step(mx.array([ids[-1:]]))
     mx.eval(y)
     before = _capacities(cache)
 
-    mvs = streamed_matvecs(lm)
+    mvs = streamed_matvecs(model.text)
     heads = {mv.name for mv in mvs if hasattr(mv.module, "as_linear")}
     with _CallCounter(mvs, heads) as cc:
         next_y, next_lp = step(y[:, None])
@@ -465,15 +465,14 @@ def load_histogram(path) -> OpsResult:
         raise InputError(f"--diff: {e} (pass a JSON written by `mlxprof ops --json`)")
 
 
-def analyse(loaded, context: int, dot_path=None, command=None) -> OpsResult:
-    """Build, export and histogram one decode step of a loaded model."""
+def step_histogram(session, context: int, dot_path=None, command=None) -> OpsResult:
+    """Build, export and histogram one decode step of an open session's model."""
     import io
 
     from . import results
-    from .models import identity
 
     buf = io.StringIO()
-    grew, calls, mvs = step_graph(loaded.language_model, context, buf)
+    grew, calls, mvs = step_graph(session.model, context, buf)
     text = buf.getvalue()
     if dot_path:
         results.write_text_atomic(dot_path, text)
@@ -487,13 +486,11 @@ def analyse(loaded, context: int, dot_path=None, command=None) -> OpsResult:
     for c in checks:
         if not c.ok:
             notes.append(f"{c.op}: expected {c.expected} weight products, found {c.found} in the graph")
-    if loaded.target.weights == "synthetic":
-        notes.append("weights: synthetic (published architecture, random values)")
     return OpsResult(
-        provenance=results.provenance(command), model=identity(loaded), context=context,
+        provenance=session.provenance(command), model=session.identity, context=context,
         kv_growth=grew, nodes=g.nodes, histogram=hist, classes=classes, op_class=op_class,
         compiled=compiled, compiled_inner=inner, matvec=checks,
-        dot_path=str(dot_path) if dot_path else None, notes=notes,
+        dot_path=str(dot_path) if dot_path else None, notes=notes + session.notes,
     )
 
 
@@ -503,17 +500,13 @@ DEFAULT_CONTEXT = 16  # "just after a short prompt": decode's default prompt len
 def run(model, weights="auto", dtype=None, context=None, json_path=None, dot_path=None,
         diff_path=None, command=None) -> OpsResult:
     """Validate everything, then build and histogram the step (the CLI's glue)."""
-    from . import hardware, results
-    from .models import prepare, resolve
+    from . import results
+    from .session import open_session
 
-    target = resolve(model, weights)
-    validate_context(context, max_context(target))
     other = load_histogram(diff_path) if diff_path else None
-    for p in (json_path, dot_path):
-        if p:
-            results.check_writable(p)
-    loaded, _ = prepare(model, weights, dtype, hardware.detect())
-    r = analyse(loaded, context or DEFAULT_CONTEXT, dot_path, command)
+    s = open_session(model, weights, dtype, outputs=(json_path, dot_path),
+                     check=lambda target: validate_context(context, max_context(target)))
+    r = step_histogram(s, context or DEFAULT_CONTEXT, dot_path, command)
     if other is not None:
         r.diff = diff(r, other, diff_path)
     if json_path:

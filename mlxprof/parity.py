@@ -39,15 +39,14 @@ def _window(t_first: float, t_last: float, tokens: int) -> float:
 
 def run_mlxprof(loaded, prompt_ids, warmup, tokens, stream):
     """mlxprof's instrumented loop (the one `mlxprof decode` measures)."""
-    rec = dec.run_once(loaded.language_model, prompt_ids, warmup, tokens, stream=stream)
+    rec = dec.run_once(loaded, prompt_ids, warmup, tokens, stream=stream)
     return rec.tok_s, rec.token_ids
 
 
 def run_bare(loaded, prompt_ids, warmup, tokens, stream):
     """decode.run_once's lookahead loop with the per-token clock reads and
     bookkeeping removed: the clock is read at two deliveries only."""
-    lm = loaded.language_model
-    step = dec.make_step(lm, lm.make_cache(), stream or mx.new_stream(mx.default_device()))
+    step = dec.make_step(loaded, loaded.make_cache(), stream or mx.new_stream(mx.default_device()))
     total = warmup + tokens
     last = total - 1
     ids = [0] * total
@@ -219,22 +218,17 @@ def summarize(runs: List[LoopRun]):
 
 
 def prepare_parity(model, weights="auto", dtype=None, rounds=None, warmup=None, tokens=None,
-                   prompt_tokens=None, prompt=None):
-    """Validate, build the model, plan counts: (loaded, ident, settings, ids)."""
-    from . import hardware
-    from .models import identity, prepare
-    from .profile import prompt_ids
+                   prompt_tokens=None, prompt=None, json_path=None):
+    """Validate, open the model, plan counts: (session, settings, ids)."""
+    from .session import open_session
 
-    dec.validate_counts(rounds=rounds, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
-    chip = hardware.detect()
-    loaded, dtype_reason = prepare(model, weights, dtype, chip)
-    ident = identity(loaded)
-    plan = dec.plan_settings(chip.backend, ident.bytes_per_token, rounds or DEFAULT_ROUNDS, warmup, tokens,
-                             prompt_tokens, prompt, dtype=loaded.dtype, dtype_reason=dtype_reason)
-    ids = prompt_ids(loaded, prompt, plan.prompt_tokens)
+    s = open_session(model, weights, dtype, outputs=(json_path,),
+                     counts=dict(rounds=rounds, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens))
+    plan = s.plan(rounds or DEFAULT_ROUNDS, warmup, tokens, prompt_tokens, prompt)
+    ids = s.prompt(plan.prompt_tokens, prompt)
     settings = ParitySettings(rounds=plan.runs, warmup=plan.warmup, tokens=plan.tokens, prompt_tokens=len(ids),
                               prompt=prompt, dtype=plan.dtype, reduced=plan.reduced)
-    return loaded, ident, settings, ids
+    return s, settings, ids
 
 
 def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, rounds: Optional[int] = None,
@@ -242,23 +236,20 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
            prompt: Optional[str] = None, json_path: Optional[str] = None, progress: bool = False,
            command: Optional[str] = None) -> ParityResult:
     from . import results
+    from .progress import Progress
 
-    if json_path:
-        results.check_writable(json_path)
-    loaded, ident, settings, ids = prepare_parity(model, weights, dtype, rounds, warmup, tokens,
-                                                  prompt_tokens, prompt)
-    prov = results.provenance(command)
+    s, settings, ids = prepare_parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
+                                      json_path)
+    prov = s.provenance(command)
     order = stats.interleave(list(LOOPS), settings.rounds)
     done: List[LoopRun] = []
 
     def build_result(partial):
         tok, cmp, agree = summarize(done)
-        notes = []
-        if ident.weights == "synthetic":
-            notes.append("weights: synthetic (published architecture, random values)")
+        notes = list(s.notes)
         if partial:
             notes.append(f"partial: {len(done)} of {len(order)} runs finished")
-        return ParityResult(provenance=prov, model=ident, settings=settings, order=order, tok_s=tok,
+        return ParityResult(provenance=prov, model=s.identity, settings=settings, order=order, tok_s=tok,
                             comparison=cmp, tokens=agree, runs=list(done), notes=notes)
 
     def on_run(run):
@@ -266,32 +257,10 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
         if json_path and len(done) % len(LOOPS) == 0:
             results.save(build_result(partial=len(done) < len(order)), json_path)
 
-    with _progress(progress, len(order)) as tick:
-        measure(loaded, ids, settings.rounds, settings.warmup, settings.tokens, LOOPS,
-                on_run=lambda r: (on_run(r), tick(r)))
+    with Progress(progress, len(order), "parity") as bar:
+        measure(s.model, ids, settings.rounds, settings.warmup, settings.tokens, LOOPS,
+                on_run=lambda r: (on_run(r), bar.advance(f"{r.loop} {r.tok_s:.1f} tok/s")))
     return build_result(partial=False)
-
-
-class _progress:
-    def __init__(self, enabled, total):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda run: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          console=Console(stderr=True), transient=True)
-        self.p.__enter__()
-        task = self.p.add_task("parity", total=self.total)
-        return lambda run: self.p.update(task, advance=1, description=f"{run.loop} {run.tok_s:.1f} tok/s")
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.__exit__(*exc)
-        return False
 
 
 def ratio_line(num: str, den: str, by: Dict[str, List[float]], target: Optional[float] = None) -> str:

@@ -1,7 +1,19 @@
 """Terminal tables (rich) for results."""
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
+
+PIPE_WIDTH = 1000  # piped or redirected: one row per line, nothing folded
+
+
+def stdout_console() -> Console:
+    """The terminal's width on a terminal; in a pipe or file, wide enough that
+    no row wraps or truncates, so `mlxprof models | grep e4b` finds it."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPE_WIDTH)
 
 
 def fmt_bytes(x):
@@ -10,6 +22,19 @@ def fmt_bytes(x):
         return f"{x / 1e9:.2f} GB"
     return f"{x / 1e6:.2f} MB" if x >= 1e5 else f"{x / 1e3:.1f} kB"
 
+
+
+def fmt_params(n):
+    """Parameter counts at a scale that shows them: 1.91 B, 0.60 B, 1.23 M."""
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
+def id_column(table, name, values, **kw):
+    """A column of identifiers (aliases, repo ids, knob values): never
+    truncated or folded, also at 80 columns and in a pipe, so `| grep` finds
+    them; the other columns wrap instead."""
+    width = max([len(name)] + [len(str(v)) for v in values])
+    table.add_column(name, no_wrap=True, min_width=width, overflow="ignore", **kw)
 
 
 def _kv_table(title):
@@ -21,10 +46,10 @@ def _kv_table(title):
 
 
 def decode_table(r, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     p, m, s = r.provenance, r.model, r.split
     t = _kv_table(f"mlxprof decode — {m.name}")
-    t.add_row("model", f"{m.name} ({m.quantization}, {m.num_layers} layers, {m.parameters / 1e9:.2f} B params)")
+    t.add_row("model", f"{m.name} ({m.quantization}, {m.num_layers} layers, {fmt_params(m.parameters)} params)")
     t.add_row("weights", m.weights + (" (random values, published architecture)" if m.weights == "synthetic" else ""))
     t.add_row("backend / chip", f"{p.backend} / {p.chip}")
     t.add_row("dtype", m.dtype)
@@ -81,20 +106,22 @@ def _gpu_rows(t, g, split):
 
 
 def models_table(rows, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     t = Table(title="mlxprof models")
-    for c in ("alias", "quant", "layers", "kv-shared", "params", "weights", "streamed/token", "checkpoint"):
+    id_column(t, "alias", [r["alias"] for r in rows])
+    for c in ("quant", "layers", "params", "weights", "streamed/token"):
         t.add_column(c)
+    t.add_column("checkpoint", overflow="fold")
     for r in rows:
-        t.add_row(r["alias"], r["quantization"], str(r["layers"]), str(r["kv_shared"]),
-                  f"{r['parameters'] / 1e9:.2f} B", fmt_bytes(r["weight_bytes"]), fmt_bytes(r["bytes_per_token"]),
+        t.add_row(r["alias"], r["quantization"], str(r["layers"]),
+                  fmt_params(r["parameters"]), fmt_bytes(r["weight_bytes"]), fmt_bytes(r["bytes_per_token"]),
                   r["repo_id"] or r["note"])
     console.print(t)
 
 
 def env_table(r, console=None):
     """`mlxprof env`: chip, MLX's knob defaults and values in force, gating advice."""
-    console = console or Console()
+    console = console or stdout_console()
     p, c = r.provenance, r.chip
     t = _kv_table("mlxprof env")
     t.add_row("backend", p.backend)
@@ -138,7 +165,7 @@ def env_table(r, console=None):
 
 
 def parity_table(r, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     m, st, c = r.model, r.settings, r.comparison
     t = _kv_table(f"mlxprof parity — {m.name}")
     t.add_row("model", f"{m.name} ({m.quantization}, {m.weights} weights, {m.dtype})")
@@ -211,7 +238,7 @@ def sweep_renderable(r):
 
 
 def sweep_table(r, console=None):
-    (console or Console()).print(sweep_renderable(r))
+    (console or stdout_console()).print(sweep_renderable(r))
 
 
 def sweep_markdown(r):
@@ -248,7 +275,7 @@ def sweep_html(r):
 def vlm_table(r, console=None):
     """TTFT breakdown (seed 001's median / stddev / max deviation cells) and
     the text-vs-image table."""
-    console = console or Console()
+    console = console or stdout_console()
     m, st, v, b = r.model, r.settings, r.vision, r.breakdown
     console.print(f"[bold]mlxprof vlm — {m.name}[/bold] ({m.weights} weights, {m.dtype}, "
                   f"{r.provenance.backend} / {r.provenance.chip})")
@@ -274,7 +301,7 @@ def vlm_table(r, console=None):
 
 
 def ops_table(r, top=25, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     m = r.model
     t = Table(title=f"mlxprof ops — {m.name} ({m.quantization}, {m.dtype}), one decode step at context {r.context}",
               title_justify="left")
@@ -335,7 +362,7 @@ def _runs_count(xs):
 
 
 def floor_table(r, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     m = r.model
     t = _kv_table(f"mlxprof floor — {m.name}")
     q = f"{m.quantization}" + (f", group {m.group_size}" if m.group_size else "")
@@ -362,7 +389,7 @@ def floor_table(r, console=None):
 
 
 def compare_table(r, console=None):
-    console = console or Console()
+    console = console or stdout_console()
     t = Table(title=f"mlxprof compare — {r.family}, {r.order} ({r.settings.runs} runs × "
                     f"{r.settings.tokens} tokens after {r.settings.warmup} warm-up)", title_justify="left")
     t.add_column("")

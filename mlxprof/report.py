@@ -382,7 +382,7 @@ def _opts(**kw):
     return out
 
 
-def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
+def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", dtype: Optional[str] = None,
             gpu_timeline: bool = False, image: Optional[str] = None, progress: bool = True,
             steps: Optional[List[str]] = None, bits: Optional[str] = None, log=print) -> Dict[str, dict]:
     """Run every measurement a report holds; return {kind: result dict}."""
@@ -397,7 +397,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
 
         cmp_.parse_bits(bits, cmp_.family_of(model))
     chip = hardware.detect()
-    c = QUICK if quick else FULL
+    c = dict(QUICK if quick else FULL, dtype=dtype)
     stem = out.with_suffix("")
     steps = steps or ["decode", "ops", "floor", "sweep", "vlm", "parity"] + (["compare"] if bits else [])
     q = "--quick " if quick else ""
@@ -426,7 +426,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
 
     counts = _opts(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
     step("decode", lambda p: profile.decode(
-        model, weights=weights, runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
+        model, weights=weights, dtype=c["dtype"], runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
         prompt_tokens=c["prompt_tokens"], progress=progress, gpu_timeline=gpu_timeline,
         command=_cmd("mlxprof decode --model", model, *counts, "--gpu-timeline" if gpu_timeline else "",
                      "--json", p)))
@@ -443,7 +443,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
         vals = c["sweep_values"]
         sc = dict(runs=2, warmup=2, tokens=8) if quick else SWEEP_COUNTS
         step("sweep", lambda p: sweep.run(
-            model, OPS_KNOB, vals.split(","), reps=c["reps"], prompt_tokens=c["prompt_tokens"], weights=weights,
+            model, OPS_KNOB, vals.split(","), reps=c["reps"], prompt_tokens=c["prompt_tokens"], weights=weights, dtype=c["dtype"],
             json_path=p, progress=progress, **sc,
             command=_cmd("mlxprof sweep --model", model, "--knob", f"{OPS_KNOB}={vals}", "--reps", c["reps"],
                          *_opts(**sc), "--json", p)))
@@ -459,13 +459,13 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto",
 
         fam = cmp_.family_of(model)
         step("compare", lambda p: cmp_.run(
-            fam, bits=bits, weights=weights, runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
+            fam, bits=bits, weights=weights, dtype=c["dtype"], runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
             prompt_tokens=c["prompt_tokens"], progress=progress,
             command=_cmd("mlxprof compare --model", fam, "--bits", bits, *counts, "--json", p)))
     from . import parity
 
     step("parity", lambda p: parity.parity(
-        model, weights=weights, rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"],
+        model, weights=weights, dtype=c["dtype"], rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"],
         prompt_tokens=c["prompt_tokens"], progress=progress,
         command=_cmd("mlxprof parity --model", model, *_opts(rounds=c["rounds"], warmup=c["warmup"],
                      tokens=c["tokens"], prompt_tokens=c["prompt_tokens"]), "--json", p)))
@@ -486,7 +486,7 @@ def _vlm_step(model, weights, c, path, docs, image=None, quick=False):
     size = 64 if quick and docs.get("decode", {}).get("model", {}).get("alias", "").startswith("gemma3n-tiny") else None
     kw = dict(runs=2, warmup=c["warmup"], tokens=c["tokens"], ttft_runs=3, ttft_warmup=1,
               prompt_tokens=c["prompt_tokens"]) if quick else {}
-    return profile.vlm(model, image, weights=weights, image_size=size, **kw,
+    return profile.vlm(model, image, weights=weights, dtype=c["dtype"], image_size=size, **kw,
                        command=_cmd("mlxprof vlm --model", model, "--image", image,
                                     *_opts(image_size=size, **kw), "--json", path))
 
@@ -502,7 +502,7 @@ def _test_card(path):
 def _ops_step(model, weights, c, path, docs):
     from . import ops
 
-    return ops.run(model, weights=weights, command=_cmd("mlxprof ops --model", model, "--json", path))
+    return ops.run(model, weights=weights, dtype=c["dtype"], command=_cmd("mlxprof ops --model", model, "--json", path))
 
 
 def _floor_step(model, weights, c, path, docs):
@@ -511,7 +511,7 @@ def _floor_step(model, weights, c, path, docs):
 
     dpath = str(Path(path).with_suffix("").with_suffix(".decode.json"))
     have = "decode" in docs
-    return floor.run(model, weights=weights, decode_path=dpath if have else None, no_decode=not have,
+    return floor.run(model, weights=weights, dtype=c["dtype"], decode_path=dpath if have else None, no_decode=not have,
                      command=_cmd("mlxprof floor --model", model, "--decode" if have else "--no-decode",
                                   dpath if have else "", "--json", path))
 

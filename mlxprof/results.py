@@ -81,10 +81,10 @@ def env_knobs(environ=None) -> Dict[str, str]:
     return {k: v for k, v in sorted(environ.items()) if k.startswith(KNOB_PREFIXES)}
 
 
-def provenance(command: Optional[str] = None) -> Provenance:
+def provenance(command: Optional[str] = None, chip=None) -> Provenance:
     from . import hardware
 
-    chip = hardware.detect()
+    chip = chip or hardware.detect()
     return Provenance(
         backend=chip.backend,
         device=chip.device_info,

@@ -236,7 +236,7 @@ def token_ids(loaded) -> Dict[str, int]:
     from .models.synthetic import multimodal_layout
 
     cfg = (loaded.target.config or {}) if loaded.target.weights == "real" else {}
-    lay = multimodal_layout(loaded.language_model.config.vocab_size)
+    lay = multimodal_layout(loaded.vocab_size)
     return dict(
         boi=int(cfg.get("boi_token_id", lay["boi"])),
         image=int(loaded.model.config.image_token_id),
@@ -407,14 +407,13 @@ def breakdown(vision: Vision, runs: int, warmup: int, on_run: Optional[Callable[
 def compare_prompts(vision: Vision, runs: int, warmup: int, tokens: int, on_token=None, on_run=None):
     """Interleaved runs (text, image, text, image …), each from a fresh cache.
     prefill_s of a run is its fused TTFT: raw input → first token."""
-    lm = vision.model.language_model
     stream = mx.new_stream(mx.default_device())
     text, image = [], []
     for r in range(runs):
         for name, ids, hook, out in (("text", vision.text_ids, vision.text_prefill, text),
                                      ("image", vision.ids, vision.prefill, image)):
             cb = (lambda n, r=r, name=name: on_token(name, r, n)) if on_token else None
-            rec = dec.run_once(lm, ids, warmup, tokens, on_token=cb, stream=stream, prefill=hook)
+            rec = dec.run_once(vision.loaded, ids, warmup, tokens, on_token=cb, stream=stream, prefill=hook)
             out.append(rec)
             if on_run:
                 on_run(name, rec)

@@ -26,37 +26,30 @@ def run(job: dict) -> dict:
     import mlx.core as mx  # noqa: F401  (the device and its knobs are fixed from here on)
 
     from . import decode as dec
-    from . import hardware
-    from .models import identity, prepare
-    from .profile import prompt_ids
     from .results import env_knobs
+    from .session import open_session
 
     if job.get("weights", "auto") != "real":
         # the model code (mlx-vlm) is an import cost, not a build cost
         from mlx_vlm.models.gemma3n import gemma3n  # noqa: F401
 
     t_build = time.time()
-    chip = hardware.detect()
-    loaded, dtype_reason = prepare(job["model"], job.get("weights", "auto"), job.get("dtype"), chip)
-    ident = identity(loaded)
-    settings = dec.plan_settings(
-        chip.backend, ident.bytes_per_token, job.get("runs"), job.get("warmup"), job.get("tokens"),
-        job.get("prompt_tokens"), dtype=loaded.dtype, dtype_reason=dtype_reason,
-    )
-    ids = prompt_ids(loaded, None, settings.prompt_tokens)
+    s = open_session(job["model"], job.get("weights", "auto"), job.get("dtype"))
+    settings = s.plan(job.get("runs"), job.get("warmup"), job.get("tokens"), job.get("prompt_tokens"))
+    ids = s.prompt(settings.prompt_tokens)
     t_measure = time.time()
-    runs = dec.measure(loaded.language_model, ids, settings.runs, settings.warmup, settings.tokens)
+    runs = dec.measure(s.model, ids, settings.runs, settings.warmup, settings.tokens)
     t_done = time.time()
-    _, _, split, _ = dec.summarize_runs(runs, chip.backend)
+    _, _, split, _ = dec.summarize_runs(runs, s.backend)
     return dict(
         tok_s=[r.tok_s for r in runs],
         prefill_tok_s=[r.prompt_tokens / r.prefill_s for r in runs],
         split=split.model_dump(),
         peak_memory_bytes=max(r.peak_memory_bytes for r in runs),
-        model=ident.model_dump(),
+        model=s.identity.model_dump(),
         settings=settings.model_dump(),
-        backend=chip.backend,
-        chip=chip.name,
+        backend=s.backend,
+        chip=s.chip.name,
         env=env_knobs(),
         timing=dict(
             start_s=T_MAIN - spawn,

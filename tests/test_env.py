@@ -31,7 +31,7 @@ def invoke(*args):
 
 
 def test_env_json_this_machine():
-    r = invoke("--json")
+    r = invoke("--json", "-")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["schema"] == SCHEMA_VERSION and data["kind"] == "env"
@@ -46,7 +46,7 @@ def test_env_json_this_machine():
 def test_env_json_m1_ultra_with_user_knob(monkeypatch):
     fake_chip(monkeypatch, "m1-ultra")
     monkeypatch.setenv("MLX_MAX_MB_PER_BUFFER", "200")
-    res = EnvResult.model_validate(json.loads(invoke("--json").output))
+    res = EnvResult.model_validate(json.loads(invoke("--json", "-").output))
     assert res.chip.family == "apple-m1" and res.chip.chip_class == "d" and res.chip.generation == 13
     assert res.provenance.chip == "Apple M1 Ultra [applegpu_g13d]"
     knobs = {k.knob: k for k in res.knobs}
@@ -78,7 +78,7 @@ def test_env_gating_file_option(tmp_path, monkeypatch):
     f = tmp_path / "mine.json"
     f.write_text(json.dumps({"rules": [{"family": "apple-m5", "knob": "MLX_MAX_OPS_PER_BUFFER", "value": 300,
                                         "reason": "my sweep says so"}]}))
-    res = EnvResult.model_validate(json.loads(invoke("--json", "--gating-file", str(f)).output))
+    res = EnvResult.model_validate(json.loads(invoke("--json", "-", "--gating-file", str(f)).output))
     rec = {r.knob: r for r in res.recommendations}["MLX_MAX_OPS_PER_BUFFER"]
     assert (rec.value, rec.origin, res.gating_file) == ("300", str(f), str(f))
     assert "my sweep says so" in invoke("--gating-file", str(f)).output

@@ -207,7 +207,7 @@ def test_cli_refuses_on_the_cpu_backend_before_loading(monkeypatch):
     import mlxprof.profile as profile
 
     monkeypatch.setattr(hardware, "detect", lambda: hardware.Chip("cpu", "cpu"))
-    monkeypatch.setattr(profile, "prepare", lambda *a, **k: pytest.fail("model loaded before refusal"))
+    monkeypatch.setattr(profile, "open_session", lambda *a, **k: pytest.fail("model loaded before refusal"))
     r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--gpu-timeline", "-q"])
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
@@ -222,7 +222,7 @@ def test_cli_names_the_extra_when_cupti_is_missing(monkeypatch):
 
     monkeypatch.setattr(hardware, "detect", lambda: hardware.Chip("cuda", "NVIDIA H200"))
     monkeypatch.setattr(g, "_import_cupti", missing)
-    monkeypatch.setattr(profile, "prepare", lambda *a, **k: pytest.fail("model loaded before refusal"))
+    monkeypatch.setattr(profile, "open_session", lambda *a, **k: pytest.fail("model loaded before refusal"))
     r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--gpu-timeline", "-q"])
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()

@@ -9,13 +9,12 @@ from click.testing import CliRunner
 from mlxprof import decode as dec
 from mlxprof import hardware, parity, results
 from mlxprof.cli import main
-from mlxprof.models import prepare
+from mlxprof.session import open_session
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    loaded, _ = prepare("gemma3n-tiny", "auto", None, hardware.detect())
-    return loaded
+    return open_session("gemma3n-tiny").model
 
 
 def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
@@ -42,8 +41,7 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
 
 
 def test_every_loop_generates_the_same_greedy_ids(tiny):
-    lm = tiny.language_model
-    ids = dec.default_prompt(16, lm.config.vocab_size)
+    ids = dec.default_prompt(16, tiny.vocab_size)
     runs = parity.measure(tiny, ids, 1, 2, 6, parity.BENCH_LOOPS, prime=False)
     assert sorted(r.loop for r in runs) == sorted(parity.BENCH_LOOPS)
     got = {r.loop: r.token_ids for r in runs}
@@ -53,16 +51,14 @@ def test_every_loop_generates_the_same_greedy_ids(tiny):
 
 
 def test_bare_loop_is_mlxprofs_loop(tiny):
-    lm = tiny.language_model
     for n in (16, 64):  # two prompts whose greedy continuations differ on this model
-        ids = dec.default_prompt(n, lm.config.vocab_size)
+        ids = dec.default_prompt(n, tiny.vocab_size)
         assert parity.run_bare(tiny, ids, 2, 4, None)[1] == parity.run_mlxprof(tiny, ids, 2, 4, None)[1]
 
 
 def test_mismatch_is_a_finding_not_a_crash(tiny):
-    lm = tiny.language_model
-    a = dec.default_prompt(16, lm.config.vocab_size)
-    b = dec.default_prompt(64, lm.config.vocab_size)
+    a = dec.default_prompt(16, tiny.vocab_size)
+    b = dec.default_prompt(64, tiny.vocab_size)
     ra = parity.LoopRun(loop="mlxprof", round=0, tok_s=1.0, token_ids=parity.run_mlxprof(tiny, a, 1, 3, None)[1])
     rb = parity.LoopRun(loop="mlx-vlm", round=0, tok_s=1.0, token_ids=parity.run_mlxprof(tiny, b, 1, 3, None)[1])
     assert ra.token_ids != rb.token_ids  # else this test checks nothing

@@ -31,14 +31,37 @@ class Target:
 
 @dataclass
 class Loaded:
+    """A model ready to decode. The decode loop, ops and floor see only
+    `logits`, `make_cache`, `vocab_size` and `text` (the module one decode
+    token runs), so they work the same for mlx-lm and mlx-vlm models."""
+
     target: Target
-    model: object  # mlx-vlm Model: .language_model, .get_input_embeddings …
+    model: object  # the library's top-level Model (mlx-vlm: .language_model, .vision_tower …)
     processor: object = None  # tokenizer/processor when real
     dtype: str = "bfloat16"
+    library: str = "mlx-vlm"  # which library's model classes built it: "mlx-lm" or "mlx-vlm"
 
     @property
-    def language_model(self):
-        return self.model.language_model
+    def text(self):
+        """The text decoder: mlx-vlm's `language_model`, or the mlx-lm model itself."""
+        return getattr(self.model, "language_model", self.model)
+
+    @property
+    def vocab_size(self) -> int:
+        text = self.text
+        args = getattr(text, "config", None) or getattr(text, "args", None)
+        return int(args.vocab_size)
+
+    def logits(self, ids, cache):
+        """Logits (B, L, V) of `ids` given and filling `cache` (mlx-vlm's
+        language models return an output record, mlx-lm's the array)."""
+        out = self.text(ids, cache=cache)
+        return getattr(out, "logits", out)
+
+    def make_cache(self):
+        from mlx_lm.models.cache import make_prompt_cache
+
+        return make_prompt_cache(self.text)  # the model's own make_cache when it has one
 
 
 def _cached_snapshot(repo_id: str) -> Optional[Path]:
@@ -174,7 +197,8 @@ def load(target: Target, dtype: Optional[str] = None) -> Loaded:
         return Loaded(target=target, model=model, processor=processor,
                       dtype=str(model.language_model.model.embed_tokens.scales.dtype
                                 if hasattr(model.language_model.model.embed_tokens, "scales")
-                                else model.language_model.model.embed_tokens.weight.dtype).replace("mlx.core.", ""))
+                                else model.language_model.model.embed_tokens.weight.dtype).replace("mlx.core.", ""),
+                      library="mlx-vlm")
     from .synthetic import build_model
 
     spec = target_spec(target)
@@ -189,7 +213,7 @@ def identity(loaded: Loaded) -> "ModelIdentity":
 
     t = loaded.target
     spec = t.spec if t.spec is not None else (target_spec(t) if t.config else None)
-    lm = loaded.language_model
+    lm = loaded.text
     return ModelIdentity(
         name=t.name,
         alias=t.spec.alias if t.spec else None,
@@ -256,12 +280,9 @@ def catalog() -> list:
     return rows
 
 
-def prepare(name: str, weights: str = "auto", dtype: Optional[str] = None, chip=None):
-    """resolve → memory pre-flight → load. Returns (Loaded, dtype_reason)."""
-    from .. import hardware
-
-    chip = chip or hardware.detect()
-    target = resolve(name, weights)
+def prepare_target(target: Target, dtype: Optional[str], chip):
+    """Memory preflight, then load. Returns (Loaded, dtype_reason): the reason
+    says why the activation dtype differs from the checkpoint's, if it does."""
     reason = None
     if target.weights == "synthetic" and dtype is None:
         spec = target_spec(target)

@@ -1,0 +1,93 @@
+"""Open a model for measuring, the one way every command does it.
+
+validate the input → detect the chip → resolve `--model` → memory preflight
+→ load (real) or build (synthetic) → identity → prompt ids. The CLI, the
+notebook API, the sweep worker and the benches all call `open_session`; no
+other module repeats the sequence.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+from . import hardware, results
+from .errors import InputError
+
+SYNTHETIC_NOTE = "weights: synthetic (published architecture, random values)"
+
+
+@dataclass
+class Session:
+    """A loaded model and what a measurement needs to know about it."""
+
+    chip: "hardware.Chip"
+    model: "object"  # models.Loaded: logits(ids, cache), make_cache(), vocab_size, text
+    identity: "results.ModelIdentity"
+    notes: List[str] = field(default_factory=list)  # what a reader must know (synthetic, dtype change)
+    dtype_reason: Optional[str] = None
+
+    @property
+    def backend(self) -> str:
+        return self.chip.backend
+
+    @property
+    def synthetic(self) -> bool:
+        return self.identity.weights == "synthetic"
+
+    def prompt(self, n: int, text: Optional[str] = None) -> List[int]:
+        """`text` tokenized by the checkpoint's tokenizer, else n deterministic ids."""
+        from . import decode as dec
+
+        if text is None:
+            return dec.default_prompt(n, self.model.vocab_size)
+        tok = getattr(self.model.processor, "tokenizer", self.model.processor)
+        if tok is None:
+            raise InputError("--prompt needs a checkpoint with a tokenizer; synthetic weights have none "
+                             "(use --prompt-tokens)")
+        return list(tok.encode(text))
+
+    def plan(self, runs=None, warmup=None, tokens=None, prompt_tokens=None, prompt=None):
+        """Decode counts for this backend and model size (`decode.plan_settings`)."""
+        from . import decode as dec
+
+        return dec.plan_settings(self.backend, self.identity.bytes_per_token, runs, warmup, tokens,
+                                 prompt_tokens, prompt, dtype=self.model.dtype,
+                                 dtype_reason=self.dtype_reason)
+
+    def provenance(self, command: Optional[str] = None) -> "results.Provenance":
+        return results.provenance(command, chip=self.chip)
+
+
+def check_outputs(*paths):
+    """Fail before any work when an output file cannot be written."""
+    for p in paths:
+        if p:
+            results.check_writable(p)
+
+
+def open_session(
+    model: str,
+    weights: str = "auto",
+    dtype: Optional[str] = None,
+    *,
+    counts: Optional[Dict[str, Optional[int]]] = None,
+    outputs: Sequence[Optional[str]] = (),
+    check: Optional[Callable] = None,
+    chip=None,
+) -> Session:
+    """Validate `counts` and `outputs`, resolve `model`, run `check(target)`
+    (a command's own checks that need the resolved model but no weights),
+    then preflight and load. Everything cheap fails before anything is built."""
+    from . import decode as dec
+    from . import models
+
+    if counts:
+        dec.validate_counts(**counts)
+    check_outputs(*outputs)
+    target = models.resolve(model, weights)
+    if check is not None:
+        check(target)
+    chip = chip or hardware.detect()
+    loaded, reason = models.prepare_target(target, dtype, chip)
+    ident = models.identity(loaded)
+    notes = [SYNTHETIC_NOTE] if ident.weights == "synthetic" else []
+    return Session(chip=chip, model=loaded, identity=ident, notes=notes, dtype_reason=reason)
