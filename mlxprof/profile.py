@@ -48,9 +48,9 @@ def decode(
         raise InputError("--image-size needs --image")
     chip = hardware.detect()
     if gpu_timeline:
-        from . import gpu_trace
+        from .gpu.cupti import check_available
 
-        gpu_trace.check_available(chip.backend)
+        check_available(chip.backend)
     loaded, dtype_reason = prepare(model, weights, dtype, chip)
     ident = identity(loaded)
     settings = dec.plan_settings(
@@ -128,13 +128,13 @@ def _traced_set(lm, ids, settings, traced, on_token, prefill=None):
     """Run the traced set under one CUPTI session; return its GpuTimeline."""
     import mlx.core as mx
 
-    from . import gpu_trace
+    from .gpu.cupti import Recorder, RecorderError
 
     try:
-        with gpu_trace.Recorder(sync=mx.synchronize) as rec:
+        with Recorder(sync=mx.synchronize) as rec:
             traced.extend(dec.measure(lm, ids, settings.runs, settings.warmup, settings.tokens,
                                       on_token=on_token, on_run=rec.flush, prefill=prefill))
-    except gpu_trace.RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
+    except RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
         raise InputError(f"--gpu-timeline: {e}") from e
     timeline = rec.analyze(traced)
     timeline.method = TIMELINE_METHOD
