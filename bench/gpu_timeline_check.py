@@ -79,22 +79,23 @@ def env():
     print("cupti module", cupti.__file__)
     print("get_timestamp", cupti.get_timestamp())
     print("libcupti loaded:", libs_loaded("cupti"))
-    from mlxprof import gpu_trace
+    from mlxprof.gpu import kernels
+    from mlxprof.gpu.cupti import check_available
 
-    print("libstdc++ demangler:", gpu_trace._DEMANGLER is not None)
-    gpu_trace.check_available("cuda")
+    print("libstdc++ demangler:", kernels.demangler() is not None)
+    check_available("cuda")
     print("check_available('cuda'): ok")
 
 
 def clock():
     from cupti import cupti
 
-    from mlxprof import gpu_trace
+    from mlxprof.gpu.clock import fit_clock, take_pairs
 
-    pairs = gpu_trace.take_pairs(cupti.get_timestamp)
+    pairs = take_pairs(cupti.get_timestamp)
     time.sleep(1.0)
-    pairs += gpu_trace.take_pairs(cupti.get_timestamp)
-    fit = gpu_trace.fit_clock(pairs)
+    pairs += take_pairs(cupti.get_timestamp)
+    fit = fit_clock(pairs)
     print("fit:", fit.model_dump(), "drift_ppm", round(fit.drift_ppm, 2))
     c = cupti.get_timestamp()
     refs = {"time_ns": time.time_ns(), "perf_counter_ns": time.perf_counter_ns()}
@@ -111,7 +112,8 @@ def clock():
 def show_records(rec, host_window, top=12):
     from collections import Counter
 
-    from mlxprof import gpu_trace
+    from mlxprof.gpu.kernels import kernel_family
+    from mlxprof.gpu.timeline import busy_fraction, to_host
 
     print(f"records {len(rec.kernels)}, invalid {rec.invalid}, dropped {rec.dropped}, kinds {rec.kinds}, "
           f"errors {rec.errors}")
@@ -120,13 +122,13 @@ def show_records(rec, host_window, top=12):
           [(round(a - host_window[0], 4), round((b - a) * 1e3, 2), n) for a, b, n in rec.deliveries])
     if not rec.kernels:
         return
-    host = gpu_trace.to_host(rec.kernels, rec.clock)
+    host = to_host(rec.kernels, rec.clock)
     lo, hi = host_window
     inside = [h for h in host if lo <= h[0] < hi]
     print(f"first kernel at host {host[0][0] - lo:+.6f} s from window start, last ends at "
           f"{host[-1][1] - hi:+.6f} s from window end; {len(inside)} start inside the host window")
     print("busy fraction over the host window:",
-          round(gpu_trace.busy_fraction([(s, e) for s, e, _ in host], lo, hi), 4))
+          round(busy_fraction([(s, e) for s, e, _ in host], lo, hi), 4))
     print("graph-launched share:", round(sum(1 for k in rec.kernels if k.graph_id) / len(rec.kernels), 3))
     by = Counter()
     dur = Counter()
@@ -134,14 +136,14 @@ def show_records(rec, host_window, top=12):
         by[k.name] += 1
         dur[k.name] += k.end - k.start
     for name, d in dur.most_common(top):
-        short, prim = gpu_trace.classify(name)
+        short, prim = kernel_family(name)
         print(f"  {by[name]:6d}× {d / 1e6:9.3f} ms  {prim:26s} {short:40s} raw={name[:160]}")
 
 
 def matmul():
     import mlx.core as mx
 
-    from mlxprof import gpu_trace
+    from mlxprof.gpu.cupti import Recorder
 
     a = mx.random.normal((4096, 4096)).astype(mx.bfloat16)
     b = mx.random.normal((4096, 4096)).astype(mx.bfloat16)
@@ -157,7 +159,7 @@ def matmul():
     x = mx.random.normal((3000, 3000))
     mx.eval(x)
     t0 = time.perf_counter()
-    with gpu_trace.Recorder(sync=mx.synchronize) as rec:
+    with Recorder(sync=mx.synchronize) as rec:
         for _ in range(10):
             mx.eval(mx.exp(x) * 2 + x)
         mx.synchronize()
@@ -166,7 +168,7 @@ def matmul():
     print("-- matmuls that already ran untraced, then traced (graphs built before tracing):")
     work()
     t0 = time.perf_counter()
-    with gpu_trace.Recorder(sync=mx.synchronize) as rec:
+    with Recorder(sync=mx.synchronize) as rec:
         work()
     t1 = time.perf_counter()
     show_records(rec, (t0, t1))

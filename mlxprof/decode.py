@@ -23,7 +23,7 @@ import mlx.core as mx
 from pydantic import BaseModel
 
 from . import stats
-from .gpu_trace import GpuTimeline
+from .gpu.timeline import GpuTimeline
 from .results import ModelIdentity, Result
 
 PHASES = ("build", "submit", "wait")

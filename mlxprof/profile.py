@@ -34,9 +34,10 @@ def decode(
     elif image_size is not None:
         raise InputError("--image-size needs --image")
     if gpu_timeline:
-        from . import gpu_trace, hardware
+        from . import hardware
+        from .gpu.cupti import check_available
 
-        gpu_trace.check_available(hardware.detect().backend)
+        check_available(hardware.detect().backend)
     s = open_session(model, weights, dtype, outputs=(json_path, trace_path),
                      counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens))
     settings = s.plan(runs, warmup, tokens, prompt_tokens, prompt)
@@ -112,13 +113,13 @@ def _traced_set(model, ids, settings, traced, on_token, prefill=None):
     """Run the traced set under one CUPTI session; return its GpuTimeline."""
     import mlx.core as mx
 
-    from . import gpu_trace
+    from .gpu.cupti import Recorder, RecorderError
 
     try:
-        with gpu_trace.Recorder(sync=mx.synchronize) as rec:
+        with Recorder(sync=mx.synchronize) as rec:
             traced.extend(dec.measure(model, ids, settings.runs, settings.warmup, settings.tokens,
                                       on_token=on_token, on_run=rec.flush, prefill=prefill))
-    except gpu_trace.RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
+    except RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
         raise InputError(f"--gpu-timeline: {e}") from e
     timeline = rec.analyze(traced)
     timeline.method = TIMELINE_METHOD
