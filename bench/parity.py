@@ -49,7 +49,7 @@ def main(argv=None):
           f"each {st.prompt_tokens} prompt + {st.warmup} warm-up + {st.tokens} measured tokens")
     for note in st.reduced:
         print(f"note: {note}")
-    runs = parity.measure(session.model, ids, st.rounds, st.warmup, st.tokens, parity.BENCH_LOOPS,
+    runs = parity.interleaved_runs(session.model, ids, st.rounds, st.warmup, st.tokens, parity.BENCH_LOOPS,
                           on_run=lambda r: print(f"  {r.loop:>8} round {r.round + 1}: {r.tok_s:.2f} tok/s",
                                                  flush=True))
     by = parity.samples(runs)

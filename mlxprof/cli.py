@@ -1,6 +1,5 @@
 """The `mlxprof` command line: a click group, one subcommand per question."""
 
-import functools
 import sys
 
 import click
@@ -488,18 +487,16 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
 @click.option("--decode", "decode_path", type=click.Path(dir_okay=False), default=None,
               help="Take decode tok/s from this `mlxprof decode --json` result instead of measuring.")
 @click.option("--no-decode", is_flag=True, help="Skip the decode comparison.")
-@click.option("--runs", type=int, default=None, help="Decode runs for the short measurement [1].")
-@click.option("--decode-warmup", type=int, default=None, help="Decode warm-up tokens [10].")
-@click.option("--tokens", type=int, default=None, help="Decode measured tokens [50].")
-@click.option("--iterations", type=int, default=None, help="Floor evaluations timed [30].")
-@click.option("--warmup", type=int, default=None, help="Floor evaluations not timed [5].")
+@counts(runs="1, for the short decode measurement", warmup=10, tokens=50)
+@click.option("--iterations", type=int, default=None, help="Floor evaluations timed [default 30].")
+@click.option("--floor-warmup", type=int, default=None, help="Floor evaluations not timed [default 5].")
 @click.option("--probe-mb", type=int, default=None,
               help="Size of the copy-bandwidth probe array [1024 on a GPU, 256 on the CPU].")
 @json_option()
 @env_option
 @click.pass_context
-def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, decode_warmup, tokens,
-          iterations, warmup, probe_mb, json_path, env):
+def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, warmup, tokens,
+          iterations, floor_warmup, probe_mb, json_path, env):
     """The weight-streaming floor: decode's matrix-vector products and nothing else.
 
     Builds a graph of exactly the products one decode token performs, over
@@ -521,8 +518,8 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, decode_warmu
         result = _in_subprocess(ctx, env, floor_mod.FloorResult)
     else:
         result = floor_mod.run(
-            model, weights, dtype, iterations=iterations, warmup=warmup, probe_mb=probe_mb,
-            decode_path=decode_path, no_decode=no_decode, runs=runs, decode_warmup=decode_warmup,
+            model, weights, dtype, iterations=iterations, warmup=floor_warmup, probe_mb=probe_mb,
+            decode_path=decode_path, no_decode=no_decode, runs=runs, decode_warmup=warmup,
             tokens=tokens, json_path=file_path(json_path), command=command_line(),
         )
     finish(result, json_path, render.floor_table)

@@ -3,8 +3,8 @@
 For each variant: decode tok/s (best, median, spread), the pipeline split,
 bytes streamed per token, the weight-streaming floor and the GB/s its GEMV
 kernels reach, and the size of one step's graph. Then one sentence on why the
-lower-bit model is or is not faster, built only from those numbers (seed 004:
-"why is Gemma 3n 4-bit slower than bf16?").
+lower-bit model is or is not faster, built only from those numbers (the public question "why is Gemma 3n 4-bit
+slower than bf16?", docs/references.md).
 
 Variants run interleaved (A B C, B C A, …) when all of them fit in memory at
 once, so drift on a shared machine hits each alike; otherwise one after the

@@ -210,19 +210,14 @@ def split_of(runs: List[RunRecord]) -> PhaseSplit:
     )
 
 
-VERDICT_HELP = """Verdict rule. The device's share of a token is estimated as
-wait/token on CUDA (async_eval there only encodes and launches), and as
-(submit + wait)/token on Metal (async_eval blocks on back-pressure once the GPU
-queue is full, so its time stands in for GPU time, as in seed 003). When a GPU
-timeline is available (--gpu-timeline) its busy fraction is used instead.
-From the split: share >= 0.6 GPU-bound, <= 0.3 host-bound (the GPU waits on
-Python and launch), otherwise mixed. From the busy fraction, which sees the
-idle gaps directly: >= 0.8 GPU-bound, <= 0.6 host-bound (the GPU idles at
-least 40 % of the time), otherwise mixed. On the CPU backend async_eval does the work before
-returning, so the split measures host compute and no GPU verdict is given."""
-
-
 def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -> Verdict:
+    """The device's share of a token: wait/token on CUDA (async_eval only
+    encodes and launches there), (submit + wait)/token on Metal (async_eval
+    blocks on back-pressure once the GPU queue is full, so its time stands in
+    for GPU time), or the GPU busy fraction of a kernel timeline when there is
+    one. From the split: >= 0.6 GPU-bound, <= 0.3 host-bound; from the busy
+    fraction, which sees idle gaps directly: >= 0.8 GPU-bound, <= 0.6
+    host-bound; otherwise mixed. The CPU backend gets no GPU verdict."""
     if backend == "cpu":
         return Verdict(
             label="CPU backend", gpu_share=None, basis="none",
@@ -298,7 +293,7 @@ def default_prompt(n: int, vocab: int) -> List[int]:
 
 # Slow-backend defaults: explicit --runs/--warmup/--tokens/--prompt-tokens win.
 DEFAULTS = dict(runs=3, warmup=20, tokens=100, prompt_tokens=16)
-# A multi-GB model on MLX's CPU backend decodes at ~1-2 s/token (anchors.md):
+# A multi-GB model on MLX's CPU backend decodes at ~1-2 s/token (docs/references.md):
 # keep `mlxprof decode --model gemma3n-e2b-4bit` within ~3 minutes there.
 CPU_BIG_DEFAULTS = dict(runs=3, warmup=2, tokens=8, prompt_tokens=4)
 CPU_BIG_BYTES = 200 << 20

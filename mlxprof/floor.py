@@ -236,9 +236,9 @@ def run(model, weights="auto", dtype=None, iterations=None, warmup=None, probe_m
     from .session import open_session
 
     if warmup is not None and warmup < 0:
-        raise InputError(f"--warmup must be >= 0, not {warmup}")
+        raise InputError(f"--floor-warmup must be >= 0, not {warmup}")
     if decode_warmup is not None and decode_warmup < 0:
-        raise InputError(f"--decode-warmup must be >= 0, not {decode_warmup}")
+        raise InputError(f"--warmup must be >= 0, not {decode_warmup}")
     if decode_path and no_decode:
         raise InputError("--decode and --no-decode exclude each other")
     if decode_path:

@@ -1,7 +1,7 @@
 """Per-chip knob policy: which MLX scheduler variables to set on which chip, and why.
 
 The built-in table below is seeded from published and measured numbers
-(the project reference notes, shared/reference/anchors.md), each rule with its provenance. A user
+(docs/references.md), each rule with its provenance. A user
 gating file (JSON) merges over it, rule by rule (family + knob): that is where
 `save_decision` records what a sweep measured on this machine.
 
@@ -62,9 +62,9 @@ class Rule(BaseModel):
         return v
 
 
-# Seed 003 / anchors.md, "Published: a Rust MLX runtime's Gemma 3n decode profile".
+# docs/references.md, "Rust MLX runtime, Gemma 3n decode profile" (a public pull request).
 _RUNTIME = {
-    "source": "a Rust MLX runtime's published Gemma 3n decode profile (seed 003; anchors.md)",
+    "source": "a Rust MLX runtime's published Gemma 3n decode profile (pull request #345, 'Gemma3n decode profile, no fusion justified')",
     "measured_on": "Apple M1 Ultra 128 GB",
     "mlx": "0.31.2",
     "date": "2026-06-17",
@@ -90,7 +90,7 @@ _SM90_OPS = Rule(
     family="cuda-sm90", knob=OPS, value=None,
     reason="no difference outside the noise on an H200 (default 100 vs 100 vs 1000, interleaved); "
            "decode is host-bound there",
-    provenance={"source": "mlxprof measurement on an NVIDIA H200 (anchors.md, 'Measured here')",
+    provenance={"source": "mlxprof measurement on an NVIDIA H200 (docs/references.md, 'Measured by this project')",
                 "measured_on": "NVIDIA H200", "mlx": "0.32.4",
                 "gain": "none (≈89–98 tok/s for all values, E2B 4-bit synthetic)", "date": None},
 )
@@ -98,7 +98,7 @@ _CPU = {
     k: Rule(family="cpu", knob=k, value=None,
             reason="no effect: the CPU backend does not read this variable",
             provenance={"source": "MLX 0.32 source (mlx/backend/metal/device.cpp, mlx/backend/cuda/device.cpp "
-                                  "only); anchors.md, 'MLX's built-in defaults'",
+                                  "only)",
                         "gain": None, "date": None})
     for k in (OPS, MB)
 }

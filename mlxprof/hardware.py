@@ -277,8 +277,7 @@ KNOBS = (OPS, MB, CUDA_GRAPHS, GRAPH_CACHE)
 
 # Source: MLX 0.32, mlx/backend/metal/device.cpp (Device::Device: switch on the last
 # letter of the architecture name, then env::max_ops_per_buffer / max_mb_per_buffer
-# override). "MB" there sums element counts, not bytes. See anchors.md,
-# "MLX's built-in defaults".
+# override). "MB" there sums element counts, not bytes (docs/references.md).
 METAL_DEFAULTS = {"p": (20, 40), "g": (40, 40), "s": (50, 50), "d": (50, 50)}
 METAL_OTHER = (40, 40)
 METAL_SOURCE = "mlx/backend/metal/device.cpp"

@@ -481,7 +481,7 @@ def step_histogram(session, context: int, dot_path=None, command=None) -> OpsRes
     checks = matvec_checks(g, calls, mvs)
     notes = []
     if grew:
-        notes.append(f"this step grows a KV cache buffer (mlx-lm caches grow in 256-token blocks): "
+        notes.append("this step grows a KV cache buffer (mlx-lm caches grow in 256-token blocks): "
                      "its graph carries extra Concatenate/Full/Broadcast nodes")
     for c in checks:
         if not c.ok:

@@ -119,7 +119,7 @@ class LoopRun(BaseModel):
     token_ids: List[int]
 
 
-def measure(loaded, prompt_ids: List[int], rounds: int, warmup: int, tokens: int,
+def interleaved_runs(loaded, prompt_ids: List[int], rounds: int, warmup: int, tokens: int,
             loops: Sequence[str] = LOOPS,
             on_run: Optional[Callable[[LoopRun], None]] = None, prime: bool = True) -> List[LoopRun]:
     """rounds × loops runs in interleaved, rotated order (stats.interleave).
@@ -258,7 +258,7 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
             results.save(build_result(partial=len(done) < len(order)), json_path)
 
     with Progress(progress, len(order), "parity") as bar:
-        measure(s.model, ids, settings.rounds, settings.warmup, settings.tokens, LOOPS,
+        interleaved_runs(s.model, ids, settings.rounds, settings.warmup, settings.tokens, LOOPS,
                 on_run=lambda r: (on_run(r), bar.advance(f"{r.loop} {r.tok_s:.1f} tok/s")))
     return build_result(partial=False)
 

@@ -273,7 +273,7 @@ def sweep_html(r):
 
 
 def vlm_table(r, console=None):
-    """TTFT breakdown (seed 001's median / stddev / max deviation cells) and
+    """TTFT breakdown (median / stddev / max deviation cells) and
     the text-vs-image table."""
     console = console or stdout_console()
     m, st, v, b = r.model, r.settings, r.vision, r.breakdown

@@ -55,7 +55,8 @@ GEMMA3N_PREP = dict(resample="bilinear", rescale_factor=1 / 255, do_normalize=Fa
 MSFA_GRID = 16
 MIN_IMAGE_SIZE = 32
 
-# Seed 001: 10 measured runs after 10 warm-ups. On the CPU backend one
+# 10 measured runs after 10 warm-ups, as the public Gemma TTFT breakdown does
+# (docs/references.md). On the CPU backend one
 # 768×768 MobileNetV5 pass took ~10 min on a shared 2-core box (float32,
 # synthetic weights), so far fewer there; every flag overrides.
 TTFT_DEFAULTS = dict(ttft_runs=10, ttft_warmup=10, runs=None)
@@ -89,7 +90,7 @@ class VisionPrompt(BaseModel):
 
 
 class StageStats(BaseModel):
-    """Seed 001's cell: median, standard deviation and the largest deviation
+    """One TTFT cell: median, standard deviation and the largest deviation
     from the median, over the measured runs (seconds)."""
 
     median_s: float

@@ -77,7 +77,7 @@ def test_floor_with_decode_result_and_mismatch(tmp_path):
 
 def test_floor_measures_a_short_decode_by_default():
     r = cli("floor", "-m", "gemma3n-tiny", "--weights", "synthetic", "--iterations", "3",
-            "--probe-mb", "8", "--tokens", "5", "--decode-warmup", "1")
+            "--probe-mb", "8", "--tokens", "5", "--warmup", "1")
     assert r.exit_code == 0, r.output
     assert "measured now" in r.output and "of the streaming floor" in r.output
 

@@ -1,13 +1,12 @@
 """mlxprof parity: interleaved runs vs mlx-vlm's generate_step, token agreement."""
 
-import json
 import math
 
 import pytest
 from click.testing import CliRunner
 
 from mlxprof import decode as dec
-from mlxprof import hardware, parity, results
+from mlxprof import parity, results
 from mlxprof.cli import main
 from mlxprof.session import open_session
 
@@ -42,7 +41,7 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
 
 def test_every_loop_generates_the_same_greedy_ids(tiny):
     ids = dec.default_prompt(16, tiny.vocab_size)
-    runs = parity.measure(tiny, ids, 1, 2, 6, parity.BENCH_LOOPS, prime=False)
+    runs = parity.interleaved_runs(tiny, ids, 1, 2, 6, parity.BENCH_LOOPS, prime=False)
     assert sorted(r.loop for r in runs) == sorted(parity.BENCH_LOOPS)
     got = {r.loop: r.token_ids for r in runs}
     assert got["mlxprof"] == got["bare"] == got["mlx-vlm"], got
