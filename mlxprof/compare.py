@@ -140,45 +140,68 @@ def side_measures(session, context: int, floor: bool) -> dict:
 
 def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None, tokens=None,
         prompt_tokens=None, floor=True, json_path=None, progress=False, command=None) -> CompareResult:
-    import mlx.core as mx
-
     from . import decode as dec
-    from . import floor as fl
     from . import hardware, results
-    from .hardware import available_memory
-    from .models import estimate_bytes, family_members, resolve
+    from .models import family_members, resolve
     from .progress import Progress
-    from .session import check_outputs, open_session
+    from .session import check_outputs
 
     dec.validate_counts(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
     family = family_of(model)
     labels = parse_bits(bits, family)
     members = family_members(family)
-    aliases = [members[b].alias for b in labels]
-    targets = [resolve(a, weights) for a in aliases]
+    aliases = dict(zip(labels, (members[b].alias for b in labels)))
+    targets = [resolve(a, weights) for a in aliases.values()]
     check_outputs(json_path)
     chip = hardware.detect()
+    interleaved = _all_fit(targets, dtype, chip)
+    bar, notes = Progress(progress), []
+    recs, extra, settings = _measure(aliases, weights, dtype, chip, interleaved, runs, warmup, tokens,
+                                     prompt_tokens, floor, bar, notes)
+    r = _summarize(recs, extra, settings, chip, floor, notes)
+    r = CompareResult(provenance=results.provenance(command, chip=chip), family=family,
+                      order="interleaved" if interleaved else "sequential", **r)
+    if json_path:
+        results.save(r, json_path)
+    return r
+
+
+def _all_fit(targets, dtype, chip) -> bool:
+    """Interleave the variants when all of them fit in memory at once."""
+    from .hardware import available_memory
+    from .models import estimate_bytes
 
     need = sum(estimate_bytes(t, dtype) for t in targets)
     have, _ = available_memory(chip)
-    interleaved = have is None or need * 1.3 + (512 << 20) < have
-    order = "interleaved" if interleaved else "sequential"
-    bar = Progress(progress)
-    notes = []
+    return have is None or need * 1.3 + (512 << 20) < have
+
+
+def _measure(aliases, weights, dtype, chip, interleaved, runs, warmup, tokens, prompt_tokens, floor,
+             bar, notes):
+    """Decode runs of every variant (interleaved, or one after another when they
+    do not fit together), then each variant's floor and graph size."""
+    import mlx.core as mx
+
+    from . import decode as dec
+    from .models import estimate_bytes, resolve
+    from .session import open_session
+
+    labels = list(aliases)
     sessions = {}
 
-    def open_variant(b, alias):
-        bar.note(f"building {alias}")
-        sessions[b] = open_session(alias, weights, dtype, chip=chip)
+    def open_variant(b):
+        bar.note(f"building {aliases[b]}")
+        sessions[b] = open_session(aliases[b], weights, dtype, chip=chip)
         if sessions[b].dtype_reason:
-            notes.append(f"{alias}: {sessions[b].dtype_reason}")
+            notes.append(f"{aliases[b]}: {sessions[b].dtype_reason}")
         return sessions[b]
 
     if interleaved:
-        for b, a in zip(labels, aliases):
-            open_variant(b, a)
-    biggest = max(sessions[b].identity.bytes_per_token for b in labels) if interleaved else \
-        max(estimate_bytes(t, dtype) for t in targets)
+        for b in labels:
+            open_variant(b)
+        biggest = max(s.identity.bytes_per_token for s in sessions.values())
+    else:
+        biggest = max(estimate_bytes(resolve(a, weights), dtype) for a in aliases.values())
     slow = chip.backend == "cpu" and biggest > dec.CPU_BIG_BYTES
     if runs is None and not slow:
         runs = DEFAULT_RUNS  # the rank test needs >= 4 runs a side to call anything
@@ -201,29 +224,36 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
         for b in labels:
             extra[b] = side_measures(sessions[b], settings.prompt_tokens, floor)
     else:
-        for b, a in zip(labels, aliases):
-            s = open_variant(b, a)
+        for b in labels:
+            s = open_variant(b)
             for _ in range(settings.runs):
                 one_run(b, s)
             extra[b] = side_measures(s, settings.prompt_tokens, floor)
             del sessions[b], s
             mx.clear_cache()
+    return recs, extra, settings
+
+
+def _summarize(recs, extra, settings, chip, floor, notes) -> dict:
+    """Variants, their comparisons against the highest-bit one, the sentence."""
+    from . import decode as dec
+    from . import floor as fl
 
     variants = []
-    for b in labels:
-        tok, pre, split, verdict = dec.summarize_runs(recs[b], chip.backend)
+    for b, runs in recs.items():
+        tok, pre, split, verdict = dec.summarize_runs(runs, chip.backend)
         e = extra[b]
         variants.append(Variant(
             bits=b, alias=e["alias"], model=e["model"], tok_s=tok, prefill_tok_s=pre, split=split,
             verdict=verdict, bytes_per_token=e["model"].bytes_per_token,
             floor_ms=e.get("floor_ms"), floor_gb_s=e.get("floor_gb_s"), nodes=e["nodes"],
-            op_classes=e["op_classes"], peak_memory_bytes=max(r.peak_memory_bytes for r in recs[b]),
+            op_classes=e["op_classes"], peak_memory_bytes=max(r.peak_memory_bytes for r in runs),
         ))
     base = max(variants, key=lambda v: v.bytes_per_token)
     comparisons = [stats.compare(base.tok_s.samples, v.tok_s.samples, names=(base.bits, v.bits))
                    for v in variants if v is not base]
-    probe = fl.copy_probe(fl._defaults(chip.backend, 0)["probe_mb"] << 20,
-                          fl._defaults(chip.backend, 0)["probe_reps"]).gb_s if floor else None
+    d = fl._defaults(chip.backend, 0)
+    probe = fl.copy_probe(d["probe_mb"] << 20, d["probe_reps"]).gb_s if floor else None
     if any(v.model.weights == "synthetic" for v in variants):
         from .session import SYNTHETIC_NOTE
 
@@ -234,11 +264,5 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
                      "no difference can be called significant; use --runs 5 or more")
     notes = settings.reduced + notes
     settings.reduced = []
-    r = CompareResult(
-        provenance=results.provenance(command, chip=chip), family=family, order=order, settings=settings,
-        variants=variants, comparisons=comparisons, probe_gb_s=probe,
-        sentence=explain(variants, comparisons), notes=notes,
-    )
-    if json_path:
-        results.save(r, json_path)
-    return r
+    return dict(settings=settings, variants=variants, comparisons=comparisons, probe_gb_s=probe,
+                sentence=explain(variants, comparisons), notes=notes)
