@@ -1,17 +1,21 @@
 """Summaries with honest spread, and interleaved A/B comparisons.
 
-Peers' conventions (anchors.md): llama-bench reports avg ± stddev, hyperfine
-mean ± σ with median/MAD outlier checks. We report best and median, MAD and
+Peers' conventions: llama-bench (github.com/ggml-org/llama.cpp, tools/llama-bench)
+reports avg ± stddev, hyperfine (github.com/sharkdp/hyperfine) mean ± σ with
+median/MAD outlier checks. We report best and median, MAD and
 stddev, N and every sample; comparisons give a ratio with a bootstrap
 confidence interval and a Mann-Whitney U p-value, and call a difference
-significant only when both agree.
+significant only when both agree. The tests are scipy.stats', imported where
+used: it costs about a second to import and most commands never compare.
 """
 
+import contextlib
 import math
-import random
 import statistics
+import warnings
 from typing import List, Optional, Sequence
 
+import numpy as np
 from pydantic import BaseModel
 
 
@@ -25,10 +29,6 @@ class Summary(BaseModel):
     mad: float  # median absolute deviation
     stdev: float
     samples: List[float]
-
-    @property
-    def rel_mad(self) -> float:
-        return self.mad / self.median if self.median else float("nan")
 
     def fmt(self, digits=1) -> str:
         return f"{self.median:.{digits}f} ± {self.mad:.{digits}f}"
@@ -61,130 +61,82 @@ def bootstrap_ratio_ci(a, b, reps=2000, level=0.95, seed=0):
     return cluster_bootstrap_ratio_ci([[x] for x in a], [[x] for x in b], reps, level, seed)
 
 
+@contextlib.contextmanager
+def _quiet():
+    # scipy warns (RuntimeWarning, DegenerateDataWarning) on zero variance,
+    # all-tied or NaN data; those cases get a defined answer here instead.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def mann_whitney_p(a, b) -> float:
-    """Two-sided Mann-Whitney U p-value: exact for small samples, else normal
-    approximation with tie correction."""
-    n1, n2 = len(a), len(b)
-    if n1 == 0 or n2 == 0:
+    """Two-sided Mann-Whitney U p-value (scipy.stats.mannwhitneyu, method
+    "auto": exact without ties when a group has at most 8 samples, else the
+    normal approximation with tie and continuity corrections)."""
+    from scipy import stats as sps  # ~1 s to import; most commands never compare
+
+    if not len(a) or not len(b):
         return 1.0
-    pooled = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
-    ranks = [0.0] * len(pooled)
-    i = 0
-    ties = 0.0
-    while i < len(pooled):
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        r = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[k] = r
-        t = j - i + 1
-        ties += t**3 - t
-        i = j + 1
-    r1 = sum(r for r, (_, g) in zip(ranks, pooled) if g == 0)
-    u1 = r1 - n1 * (n1 + 1) / 2
-    u = min(u1, n1 * n2 - u1)
-    if n1 + n2 <= 16 and ties == 0:
-        return _exact_u_p(u, n1, n2)
-    mu = n1 * n2 / 2
-    n = n1 + n2
-    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
-    if sigma == 0:
-        return 1.0
-    z = (abs(u - mu) - 0.5) / sigma
-    return min(1.0, math.erfc(max(z, 0) / math.sqrt(2)))
+    with _quiet():
+        p = float(sps.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
+    # every value tied across both groups: no evidence either way (scipy: 0/0)
+    return 1.0 if math.isnan(p) and not np.isnan(np.concatenate([a, b])).any() else p
 
 
 def min_p_value(n1: int, n2: int) -> float:
-    """The smallest two-sided p the rank test can give for these group sizes
-    (fully separated groups)."""
-    if n1 == 0 or n2 == 0:
-        return 1.0
-    if n1 + n2 <= 16:
-        return _exact_u_p(0, n1, n2)
-    return 0.0
-
-
-def _exact_u_p(u, n1, n2):
-    # count rank-sum arrangements: number of ways to get U <= u
-    from functools import lru_cache
-
-    @lru_cache(None)
-    def count(i, j, k):  # ways for i of group 1 and j of group 2 to give U = k
-        if k < 0:
-            return 0
-        if i == 0 or j == 0:
-            return 1 if k == 0 else 0
-        return count(i - 1, j, k - j) + count(i, j - 1, k)
-
-    total = math.comb(n1 + n2, n1)
-    le = sum(count(n1, n2, k) for k in range(int(math.floor(u)) + 1))
-    return min(1.0, 2 * le / total)
-
-
-def _betacf(a, b, x):
-    """Continued fraction for the regularized incomplete beta (Numerical Recipes)."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
-        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
-        c = 1.0 + aa / c if abs(1.0 + aa / c) > 1e-300 else 1e-300
-        de = d * c
-        h *= de
-        if abs(de - 1.0) < 1e-12:
-            break
-    return h
-
-
-def betainc(a, b, x):
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(lbt) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(lbt) * _betacf(b, a, 1 - x) / b
+    """The smallest two-sided p the rank test can give for these group sizes:
+    that of fully separated groups."""
+    return mann_whitney_p(range(n1), range(n1, n1 + n2))
 
 
 def welch_p(a, b) -> float:
-    """Two-sided Welch t-test p-value (unequal variances)."""
-    n1, n2 = len(a), len(b)
-    if n1 < 2 or n2 < 2:
+    """Two-sided Welch t-test p-value (scipy.stats.ttest_ind, equal_var=False)."""
+    from scipy import stats as sps
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
         return 1.0
-    m1, m2 = statistics.fmean(a), statistics.fmean(b)
-    v1, v2 = statistics.variance(a) / n1, statistics.variance(b) / n2
-    if v1 + v2 == 0:
-        return 1.0 if m1 == m2 else 0.0
-    t = (m1 - m2) / math.sqrt(v1 + v2)
-    df = (v1 + v2) ** 2 / ((v1**2 / (n1 - 1) if n1 > 1 else 0) + (v2**2 / (n2 - 1) if n2 > 1 else 0))
-    return betainc(df / 2, 0.5, df / (df + t * t))
+    if np.var(a) == 0 and np.var(b) == 0:  # t = 0/0 or ±inf: say it plainly
+        return 1.0 if a[0] == b[0] else 0.0
+    with _quiet():
+        return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def cluster_bootstrap_ratio_ci(ua, ub, reps=2000, level=0.95, seed=0):
-    """CI of median(b)/median(a) resampling whole units (processes), then
-    pooling their samples: runs inside one process are not independent."""
-    rng = random.Random(seed)
-    ratios = []
-    for _ in range(reps):
-        ra = statistics.median([x for u in rng.choices(ua, k=len(ua)) for x in u])
-        rb = statistics.median([x for u in rng.choices(ub, k=len(ub)) for x in u])
-        if ra:
-            ratios.append(rb / ra)
-    ratios.sort()
-    lo = ratios[int((1 - level) / 2 * len(ratios))]
-    hi = ratios[min(len(ratios) - 1, int((1 + level) / 2 * len(ratios)))]
-    return lo, hi
+    """Percentile CI of median(b)/median(a) resampling whole units (processes),
+    then pooling their samples: runs inside one process are not independent.
+    scipy.stats.bootstrap resamples unit indices; a seed gives one answer."""
+    from scipy import stats as sps
+
+    if not ua or not ub:
+        raise ValueError("both groups need samples")
+
+    def padded(units):  # ragged units → rows padded with NaN, for nanmedian
+        m = np.full((len(units), max(map(len, units))), np.nan)
+        for i, u in enumerate(units):
+            m[i, : len(u)] = u
+        return m
+
+    pa, pb = padded(ua), padded(ub)
+
+    def ratio(ia, ib, axis=-1):  # ia, ib: (..., n) resampled unit indices
+        ma = np.nanmedian(pa[ia.astype(int)].reshape(*ia.shape[:-1], -1), axis=-1)
+        mb = np.nanmedian(pb[ib.astype(int)].reshape(*ib.shape[:-1], -1), axis=-1)
+        return np.where(ma != 0, mb / np.where(ma != 0, ma, 1), np.nan)
+
+    # scipy wants two or more observations per sample; a lone unit resamples
+    # to itself, and [0, 0] (it, twice) pools to the same median.
+    ia, ib = (np.arange(len(u)) if len(u) > 1 else np.zeros(2, int) for u in (ua, ub))
+    with _quiet():
+        res = sps.bootstrap((ia, ib), ratio, n_resamples=reps, confidence_level=level,
+                            method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    if np.isnan(lo) or np.isnan(hi):
+        # resamples whose baseline median is 0 have no ratio: drop them
+        dist = res.bootstrap_distribution[~np.isnan(res.bootstrap_distribution)]
+        lo, hi = np.quantile(dist, [(1 - level) / 2, (1 + level) / 2]) if dist.size else (np.nan, np.nan)
+    return float(lo), float(hi)
 
 
 class Comparison(BaseModel):
@@ -266,11 +218,3 @@ def interleave(names: Sequence[str], rounds: int, rotate: bool = True) -> List[s
         order.extend(names[(i + shift) % k] for i in range(k))
     return order
 
-
-def percentile(xs: Sequence[float], q: float) -> Optional[float]:
-    if not xs:
-        return None
-    s = sorted(xs)
-    pos = (len(s) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
