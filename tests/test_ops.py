@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mlxprof import ops
+from mlxprof import graph, ops
 from mlxprof.cli import main
 from mlxprof.errors import InputError
 
@@ -23,7 +23,7 @@ def cli(*args):
 
 def test_real_fixture_nodes_siblings_and_shared_compiled_primitive():
     text = FIXTURE.read_text()
-    g = ops.parse_dot(text)
+    g = graph.parse_dot(text)
     # one node per `[label=` line: the compiled function ran twice with one
     # primitive object (same id), and both calls are nodes
     assert g.nodes == text.count("[label =")
@@ -32,7 +32,7 @@ def test_real_fixture_nodes_siblings_and_shared_compiled_primitive():
     # DivMod has two sibling outputs, one node
     (divmod_key,) = [k for k, v in g.labels.items() if v == "DivMod"]
     assert len(g.outputs[divmod_key]) == 2
-    hist, classes, op_class, compiled, inner = ops.histogram(g)
+    hist, classes, op_class, compiled, inner = graph.histogram(g)
     assert hist["Compiled"] == 2 and sum(hist.values()) == g.nodes
     assert sum(classes.values()) == g.nodes
     assert op_class["Reshape"] == "view" and op_class["Transpose"] == "view"
@@ -40,7 +40,7 @@ def test_real_fixture_nodes_siblings_and_shared_compiled_primitive():
     assert compiled[0].inner == ["Broadcast", "Multiply", "Sigmoid", "Multiply"]
     assert inner["Multiply"] == 4
     # the token ("A", exported first) feeds the gather; QuantizedMatmul multiplies it by weights
-    assert ops.weight_products(g, g.sources[0])["QuantizedMatmul"] == 1
+    assert graph.weight_products(g, g.sources[0])["QuantizedMatmul"] == 1
 
 
 CRAFTED = """digraph {
@@ -77,12 +77,12 @@ CRAFTED = """digraph {
 def test_crafted_spaces_repeated_siblings_and_long_compiled_label():
     fused = ["Broadcast", "Multiply", "LogSumExp", "Maximum", "Max", "Rsqrt", "Sinh", "AddMM",
              "ArcTan2", "SliceUpdate"] * 30
-    g = ops.parse_dot(CRAFTED % ("Compiled" + "".join(fused)))
+    g = graph.parse_dot(CRAFTED % ("Compiled" + "".join(fused)))
     assert sorted(g.labels.values())[1:] == ["Scatter Sum", "SliceUpdate Sum", "Split"]
     assert g.nodes == 4  # the Split printed twice with the same inputs is one node
     (split,) = [k for k, v in g.labels.items() if v == "Split"]
     assert g.outputs[split] == ["E", "F"]
-    hist, classes, *_ , compiled, inner = ops.histogram(g)
+    hist, classes, *_ , compiled, inner = graph.histogram(g)
     assert hist == {"Compiled": 1, "Scatter Sum": 1, "SliceUpdate Sum": 1, "Split": 1}
     assert classes == {"view": 1, "compute": 2, "compiled": 1}
     assert compiled[0].inner == fused
@@ -90,12 +90,12 @@ def test_crafted_spaces_repeated_siblings_and_long_compiled_label():
 
 
 def test_unquoted_names_and_unknown_words():
-    g = ops.parse_dot("digraph {\n{ rank=source; A; }\n{ 7 [label =\"Negative\", shape=rectangle]; }\n"
+    g = graph.parse_dot("digraph {\n{ rank=source; A; }\n{ 7 [label =\"Negative\", shape=rectangle]; }\n"
                       "A -> 7\n{ B; }\n7 -> B\n}")
     assert g.labels == {"7": "Negative"} and g.inputs["7"] == ["A"] and g.producer["B"] == "7"
-    assert ops.split_compiled("CompiledFooBarMultiply") == ["FooBar", "Multiply"]
+    assert graph.split_compiled("CompiledFooBarMultiply") == ["FooBar", "Multiply"]
     with pytest.raises(InputError):
-        ops.parse_dot("not a graph")
+        graph.parse_dot("not a graph")
 
 
 # ------------------------------------------------------------ a real decode step
