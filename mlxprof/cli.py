@@ -4,14 +4,16 @@ import sys
 
 import click
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .subproc import env_option
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
 
 class Group(click.Group):
-    """Turns InputError into a one-line message and exit code 2, anywhere."""
+    """The last line of defence: bad input is one line and exit 2; Ctrl-C is
+    one line and exit 130; anything unexpected is one line naming the command,
+    the exception and the log file holding its traceback, and exit 1."""
 
     def invoke(self, ctx):
         try:
@@ -19,6 +21,50 @@ class Group(click.Group):
         except InputError as e:
             click.echo(f"mlxprof: error: {e}", err=True)
             ctx.exit(2)
+        except OutputError as e:
+            click.echo(f"mlxprof: error: {e}", err=True)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            from .results import WRITTEN
+
+            kept = ", ".join(f"{p} ({k}, partial)" for p, k in WRITTEN.items())
+            click.echo("mlxprof: interrupted; " + (f"measurements so far are in {kept}" if kept else
+                       "nothing was saved (--json FILE keeps partial results)"), err=True)
+            ctx.exit(130)
+        except Exception as e:  # noqa: BLE001 — nothing reaches the user as a raw traceback
+            log = _write_traceback()
+            name = ctx.invoked_subcommand or "mlxprof"
+            click.echo(f"mlxprof {name}: unexpected {type(e).__name__}: {_one_line(e)} "
+                       f"(full traceback in {log})", err=True)
+            ctx.exit(1)
+
+
+def _one_line(e) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _write_traceback() -> str:
+    """The current exception's traceback in a log file; its path."""
+    import datetime
+    import os
+    import tempfile
+    import traceback
+
+    text = f"mlxprof {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for folder in (os.path.join(os.path.expanduser("~"), ".cache", "mlxprof", "logs"), tempfile.gettempdir()):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix=f"mlxprof-{stamp}-", suffix=".log", dir=folder)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return "nowhere: no writable log folder"
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -76,9 +122,15 @@ def prompt_option(f):
     return click.option("--prompt", default=None, help="Prompt text (needs a checkpoint with a tokenizer).")(f)
 
 
+def _not_empty(ctx, param, value):
+    if value is not None and not str(value).strip():
+        raise InputError(f"{param.opts[0]} '': name a file, or `-` for stdout")
+    return value
+
+
 def json_option(when: str = "when done"):
     return click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-                        metavar="FILE",
+                        metavar="FILE", callback=_not_empty,
                         help=f"Write the result as versioned JSON ({when}); `-` prints it on stdout "
                              "instead of the table.")
 

@@ -4,7 +4,7 @@ from typing import Optional
 
 from . import decode as dec
 from . import results
-from .errors import InputError
+from .errors import InputError, OutputError
 from .progress import Progress, decode_ticker
 from .session import open_session
 
@@ -50,7 +50,7 @@ def decode(
         notes.append(vlm.prompt_note(vision.prompt))
     settings.prompt_tokens = len(ids)
     prov = s.provenance(command)
-    done, traced = [], []
+    done, traced, failed = [], [], []
     timeline = None
 
     def build_result(partial: bool):
@@ -70,9 +70,12 @@ def decode(
 
     def on_run(rec):
         done.append(rec)
-        if json_path or trace_path:
-            _save_partial(build_result(partial=len(done) < settings.runs), json_path, trace_path,
-                          timeline, traced)
+        if (json_path or trace_path) and not failed:
+            try:
+                _save_partial(build_result(partial=len(done) < settings.runs), json_path, trace_path,
+                              timeline, traced)
+            except OutputError as e:  # keep measuring; the final save says where the result went
+                failed.append(e)
 
     sets = 2 if gpu_timeline else 1
     with Progress(progress, sets * settings.runs * (settings.warmup + settings.tokens), "decoding") as bar:

@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 SCHEMA_VERSION = 1
 
@@ -100,6 +100,8 @@ def provenance(command: Optional[str] = None, chip=None) -> Provenance:
 
 def check_writable(path) -> Path:
     """Fail fast, before measuring, if `path` cannot be written."""
+    if not str(path).strip():
+        raise InputError("an output path is empty (e.g. --json ''); name a file, or `-` for stdout")
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -115,7 +117,16 @@ def check_writable(path) -> Path:
 
 
 def write_text_atomic(path, text: str):
-    path = Path(path)
+    """Write `text` to `path` through a temporary file and a rename, so a
+    reader never sees half a file and a failed write leaves the old one.
+    An OSError becomes an OutputError naming the path."""
+    try:
+        _write_atomic(Path(path), text)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _write_atomic(path: Path, text: str):
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
@@ -130,8 +141,27 @@ def write_text_atomic(path, text: str):
         raise
 
 
+# Result files written by this process, so an interruption can say where
+# the measurements so far were kept.
+WRITTEN: Dict[str, str] = {}
+
+
 def save(result: Result, path):
-    write_text_atomic(path, result.model_dump_json(by_alias=True, indent=2) + "\n")
+    """Save `result`; if that fails, keep a copy in the temp folder and raise
+    OutputError saying where (a measurement is never lost to a full disk)."""
+    text = result.model_dump_json(by_alias=True, indent=2) + "\n"
+    try:
+        write_text_atomic(path, text)
+    except OutputError as e:
+        fd, rescue = tempfile.mkstemp(prefix=f"mlxprof-{result.kind}-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        except OSError:
+            raise OutputError(f"{e}; no copy could be kept either") from e
+        WRITTEN[rescue] = result.kind
+        raise OutputError(f"{e}; the result was kept in {rescue}") from e
+    WRITTEN[str(path)] = result.kind
 
 
 def load(path, cls, kind: Optional[str] = None):

@@ -58,10 +58,19 @@ class Session:
 
 
 def check_outputs(*paths):
-    """Fail before any work when an output file cannot be written."""
+    """Fail before any work when an output file cannot be written, or when two
+    outputs would land in one file (the second would replace the first)."""
+    import os
+
+    seen = {}
     for p in paths:
-        if p:
-            results.check_writable(p)
+        if p is None:
+            continue
+        results.check_writable(p)
+        real = os.path.realpath(p)
+        if real in seen:
+            raise InputError(f"{seen[real]} and {p} are the same file: one output would replace the other")
+        seen[real] = p
 
 
 def open_session(

@@ -54,6 +54,9 @@ GEMMA3N_PREP = dict(resample="bilinear", rescale_factor=1 / 255, do_normalize=Fa
 # with (size/32)² soft tokens.
 MSFA_GRID = 16
 MIN_IMAGE_SIZE = 32
+# 2048² already takes MobileNetV5 ~7× the activations of the checkpoints' 768²
+MAX_IMAGE_SIZE = 2048
+MAX_IMAGE_PIXELS = 64 * 10**6  # a header claiming more is refused before decoding
 
 # 10 measured runs after 10 warm-ups, as the public Gemma TTFT breakdown does
 # (docs/references.md). On the CPU backend one
@@ -148,6 +151,8 @@ def open_image(path):
     """Decode the file now (a bad path fails before any model is built)."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
     p = Path(path)
     if not p.exists():
         raise InputError(f"--image {path}: no such file")
@@ -159,6 +164,9 @@ def open_image(path):
             return im.convert("RGB")
     except UnidentifiedImageError:
         raise InputError(f"--image {path}: not an image PIL can read")
+    except Image.DecompressionBombError:
+        raise InputError(f"--image {path}: its header claims more than {MAX_IMAGE_PIXELS // 10**6} M pixels; "
+                         "refusing to decode it (resize it first)")
     except (OSError, ValueError) as e:
         raise InputError(f"--image {path}: unreadable image ({e})")
 
@@ -166,6 +174,9 @@ def open_image(path):
 def check_image_size(size: Optional[int]):
     if size is None:
         return
+    if size > MAX_IMAGE_SIZE:
+        raise InputError(f"--image-size {size}: at most {MAX_IMAGE_SIZE} (the vision tower's activations grow "
+                         "with the square of the size; the published checkpoints use 768)")
     if size < MIN_IMAGE_SIZE or size % 32:
         raise InputError(f"--image-size must be a multiple of 32 and at least {MIN_IMAGE_SIZE}, not {size}")
     if size >= 512 and size % 256:
