@@ -6,7 +6,7 @@ import os
 import pytest
 
 from mlxprof import results
-from mlxprof.errors import InputError
+from mlxprof.errors import InputError, OutputError
 from mlxprof.gating import EnvResult, environment
 
 
@@ -34,10 +34,13 @@ def test_a_failed_rewrite_keeps_the_previous_file_and_leaves_no_temp(tmp_path, e
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(OSError):
-        results.save(env_result.model_copy(update={"kind": "env"}), path)
+    with pytest.raises(OutputError, match="No space left on device; the result was kept in") as e:
+        results.save(env_result, path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["env.json"]
+    kept = str(e.value).split("kept in ")[1]
+    assert json.loads(open(kept).read())["kind"] == "env"
+    os.unlink(kept)
 
 
 def test_written_files_are_readable_by_others(tmp_path, env_result):
