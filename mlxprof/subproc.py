@@ -9,18 +9,15 @@ pydantic class) and renders it as if it had measured itself.
 """
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Dict, List, Sequence
 
 import click
 
+from .child import child_env, is_env_name
 from .errors import InputError
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_env(pairs: Sequence[str]) -> Dict[str, str]:
@@ -32,7 +29,7 @@ def parse_env(pairs: Sequence[str]) -> Dict[str, str]:
         name, value = p.split("=", 1)
         if not name:
             raise InputError(f"--env '{p}' has an empty variable name")
-        if not _NAME.match(name):
+        if not is_env_name(name):
             raise InputError(f"--env '{p}': '{name}' is not a valid environment variable name")
         out[name] = value
     return out
@@ -83,14 +80,9 @@ def rerun(ctx: click.Context, env: Dict[str, str], cls, json_param: str = "json_
     try:
         argv = [sys.executable, "-m", "mlxprof", ctx.info_name,
                 *argv_of(ctx, replace={json_param: tmp})]
-        child_env = dict(os.environ)
-        child_env.update(env)
-        root = str(Path(__file__).resolve().parent.parent)
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            [root] + ([child_env["PYTHONPATH"]] if child_env.get("PYTHONPATH") else []))
         shown = " ".join(f"{k}={v}" for k, v in env.items())
         click.echo(f"mlxprof: measuring in a fresh process with {shown}", err=True)
-        proc = subprocess.run(argv, env=child_env, stdout=subprocess.DEVNULL)
+        proc = subprocess.run(argv, env=child_env(env), stdout=subprocess.DEVNULL)
         if proc.returncode != 0:
             ctx.exit(proc.returncode)
         result = results.load(tmp, cls)

@@ -22,7 +22,7 @@ from mlxprof.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A stand-in for `python -m mlxprof.worker`: behaves by the value of MLX_FAKE
+# A stand-in for `python -m mlxprof.sweep.worker`: behaves by the value of MLX_FAKE
 # (unset: ~100 tok/s; fast 130; same 100; slow 70; crash; hang; garbage; noisy)
 # and appends its label to $FAKE_LOG so tests can count invocations.
 FAKE_WORKER = textwrap.dedent(r'''
