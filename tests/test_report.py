@@ -18,6 +18,9 @@ def test_quick_report_then_render_from_json(tmp_path):
                     "## Parity with mlx-vlm's own loop", "## Reproduce"):
         assert heading in md
     assert "**synthetic**" in md and "mlxprof decode --model gemma3n-tiny" in md
+    repro = md.split("## Reproduce", 1)[1]
+    assert str(tmp_path) not in repro  # paths relative to the document
+    assert "--out tiny.md" in repro and "--json tiny.decode.json" in repro and "--decode tiny.decode.json" in repro
     decode_json = out.with_suffix("").as_posix() + ".decode.json"
     d = json.loads(open(decode_json).read())
     assert f"{d['tok_s']['median']:.2f} tok/s median" in md  # the number in the doc is the measured one

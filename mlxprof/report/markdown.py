@@ -1,19 +1,16 @@
-"""Decode-profile markdown documents, from fresh measurements or saved JSON.
+"""Markdown for a decode-profile document, from saved result dicts alone.
 
-A document has a provenance table, the headline, the pipeline split with its
-verdict, and one section per result kind that was measured (ops, floor,
-sweep, vlm, compare, parity, GPU timeline), then the exact commands that
-reproduce every table. Sections render from the saved JSON results alone, so
-`mlxprof report --from a.json --from b.json` re-renders without measuring.
+Pure rendering: no measuring, no files. A document has a provenance table,
+the headline, the pipeline split with its verdict, one section per result
+kind that was measured (ops, floor, sweep, vlm, compare, parity, GPU
+timeline), then the commands that reproduce every table (built by
+`reproduce.py`) and where the numbers came from.
 """
 
-import datetime as _dt
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import results
-from .errors import InputError
-from .render import fmt_bytes as _gb
+from ..errors import InputError
+from ..render import fmt_bytes as _gb
 
 SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
 ORDER = ["decode", "gpu", "floor", "ops", "sweep", "vlm", "compare", "parity"]
@@ -25,10 +22,6 @@ def section(kind):
         return fn
 
     return deco
-
-
-def _f(x, d=1):
-    return "–" if x is None else f"{x:.{d}f}"
 
 
 def _gbs(x):
@@ -88,8 +81,8 @@ def decode_section(d, ctx):
     lines += ["", f"**Verdict: {d['verdict']['label']}.** {d['verdict']['sentence']}", ""]
     mb = d["model"]["bytes_per_token"]
     lines.append(f"Weights streamed per token: {_gb(mb)} → {mb / (tok / 1e3) / 1e9:.1f} GB/s effective at the median token time.")
-    if ctx.get("plots", {}).get("latency"):
-        lines += ["", f"![per-token latency]({ctx['plots']['latency']})"]
+    if ctx["plots"].get("decode"):
+        lines += ["", f"![per-token latency]({ctx['plots']['decode']})"]
     return "\n".join(lines)
 
 
@@ -121,7 +114,7 @@ def gpu_section(g, ctx):
 
 @section("sweep")
 def sweep_section(d, ctx):
-    from . import gating, hardware, render, sweep
+    from .. import gating, hardware, render, sweep
 
     r = sweep.SweepResult.model_validate(d)
     lines = ["## Scheduler knob sweep", "", "Every point in a fresh process (MLX reads the buffer variables once, "
@@ -132,26 +125,9 @@ def sweep_section(d, ctx):
               f"(`{chip.family}`):", "",
               _table(["knob", "recommended", "reason"],
                      [[x.knob, x.value or "MLX default", x.reason] for x in recs])]
-    if ctx.get("plots", {}).get("sweep"):
+    if ctx["plots"].get("sweep"):
         lines += ["", f"![sweep]({ctx['plots']['sweep']})"]
     return "\n".join(lines)
-
-
-def sweep_plot(d, path):
-    from . import sweep
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        fig = sweep.SweepResult.model_validate(d).plot()
-    except ImportError:
-        return None
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path.name
 
 
 @section("vlm")
@@ -247,45 +223,17 @@ def parity_section(d, ctx):
     ])
 
 
-def latency_plot(d: dict, path: Path) -> Optional[str]:
-    """Per-token latency over the run, build / submit / wait stacked."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    run = max(d["runs"], key=lambda r: r["tok_s"])
-    x = list(range(len(run["token_ms"])))
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.stackplot(x, run["build_ms"], run["submit_ms"], run["wait_ms"], labels=["build", "submit", "wait"], alpha=0.8)
-    ax.plot(x, run["token_ms"], color="black", lw=0.8, label="token")
-    ax.set_xlabel("measured token")
-    ax.set_ylabel("ms")
-    ax.set_title(f"{d['model']['name']} on {d['provenance']['chip']}: per-token latency (best run)")
-    ax.legend(loc="upper right", fontsize=8, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
-
-
-def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional[Path] = None,
-           plots: bool = True, stem: Optional[str] = None) -> str:
-    """Markdown for a set of results keyed by kind (one each)."""
+def document(docs: Dict[str, dict], plots: Dict[str, str], reproduce: List[str], title: Optional[str] = None,
+             plots_skipped: Optional[str] = None) -> str:
+    """The whole document. `docs`: results keyed by kind (one each; `_failures`
+    lists steps not measured); `plots`: kind → image file name; `reproduce`:
+    the lines of the Reproduce block; `plots_skipped`: why there are no plots."""
     if "decode" not in docs:
         raise InputError("a report needs a decode result (mlxprof decode --json …)")
     base = docs["decode"]
     if base.get("gpu") and "gpu" not in docs:
         docs = {**docs, "gpu": base["gpu"]}
-    ctx = {"docs": docs, "plots": {}}
-    if plots and out_dir is not None:
-        stem = stem or _stem(base)
-        ctx["plots"]["latency"] = latency_plot(base, out_dir / f"{stem}-latency.png")
-        for kind, fn in PLOTS.items():
-            if kind in docs:
-                ctx["plots"][kind] = fn(docs[kind], out_dir / f"{stem}-{kind}.png")
+    ctx = {"docs": docs, "plots": plots}
     m, p = base["model"], base["provenance"]
     title = title or f"{m['name']} decode profile — {p['chip']} ({p['backend']})"
     parts = [f"# {title}", ""]
@@ -297,21 +245,16 @@ def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional
     for kind in ORDER:
         if kind in docs and kind in SECTIONS:
             parts += ["", SECTIONS[kind](docs[kind], ctx)]
-    if plots and not _have_matplotlib():
-        parts += ["", "_Plots skipped: matplotlib is not installed (`pip install 'mlxprof[plot]'`)._"]
+    if plots_skipped:
+        parts += ["", f"_Plots skipped: {plots_skipped}._"]
     failures = docs.get("_failures") or []
     if failures:
         parts += ["", "## Not measured", ""] + [f"- {f}" for f in failures]
-    parts += ["", "## Reproduce", "", "```bash"]
-    if docs.get("_command"):
-        parts += [f"# the whole document:", docs["_command"], "# each table:"]
-    parts += [docs[k]["provenance"].get("command") or f"# ({k}: command not recorded)"
-              for k in ORDER if k in docs and "provenance" in docs[k]]
-    parts += ["```", "", f"_Generated by mlxprof on {_dt.date.today().isoformat()}; JSON results beside this file._", ""]
+    parts += ["", "## Reproduce", "", "```bash", *reproduce, "```", ""]
+    # the measurement's date, not today's: re-rendering the same JSON gives the same document
+    parts += [f"_Measured on {p['date'][:10]}; rendered by mlxprof from the JSON results the commands above "
+              "write._", ""]
     return "\n".join(parts)
-
-
-PLOTS: Dict[str, Callable] = {"sweep": sweep_plot}
 
 
 def headline(docs) -> str:
@@ -324,196 +267,3 @@ def headline(docs) -> str:
         floor_tok_s = fl["floor_tok_s"]
         line += f"; decode runs at {ts['median'] / floor_tok_s:.0%} of the weight-streaming floor ({floor_tok_s:.3g} tok/s)"
     return line + "."
-
-
-def _have_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
-
-
-def _stem(d):
-    return d["model"]["name"].replace("/", "_")
-
-
-def load_results(paths) -> Dict[str, dict]:
-    docs = {}
-    for p in paths:
-        d = results.load_any(p)
-        if d["kind"] not in SECTIONS and d["kind"] != "decode":
-            raise InputError(f"{p}: a '{d['kind']}' result has no report section")
-        if d["kind"] in docs:
-            raise InputError(f"{p}: a second '{d['kind']}' result; a report takes one of each kind")
-        docs[d["kind"]] = d
-    return docs
-
-
-def write(docs: Dict[str, dict], out: Path, plots: bool = True) -> Path:
-    out = Path(out)
-    results.check_writable(out)
-    md = render(docs, out_dir=out.parent, plots=plots, stem=out.stem)  # plots named after the document
-    results.write_text_atomic(out, md)
-    return out
-
-
-# What a measuring report runs. Each step saves its JSON beside the document;
-# a step that fails is noted in the document and the others still run.
-QUICK = dict(runs=3, warmup=4, tokens=24, prompt_tokens=8, rounds=4, reps=2, sweep_values="default,1000")
-# None: each command's own defaults, which shrink on a slow backend and say so
-FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, reps=2,
-            sweep_values="default,100,1000,2000")
-SWEEP_COUNTS = dict(runs=2, warmup=10, tokens=50)  # per sweep point, GPU backends only
-OPS_KNOB = "MLX_MAX_OPS_PER_BUFFER"
-
-
-def _cmd(*parts):
-    return " ".join(str(p) for p in parts if p is not None and p != "")
-
-
-def _opts(**kw):
-    """['--runs', 3, …] for the options that are set."""
-    out = []
-    for k, v in kw.items():
-        if v is not None:
-            out += [f"--{k.replace('_', '-')}", v]
-    return out
-
-
-def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", dtype: Optional[str] = None,
-            gpu_timeline: bool = False, image: Optional[str] = None, progress: bool = True,
-            steps: Optional[List[str]] = None, bits: Optional[str] = None, log=print) -> Dict[str, dict]:
-    """Run every measurement a report holds; return {kind: result dict}."""
-    from . import hardware, profile
-    from .models import resolve
-
-    out = Path(out)
-    results.check_writable(out)
-    resolve(model, weights)  # bad model: one line, before anything runs
-    if bits:
-        from . import compare as cmp_
-
-        cmp_.parse_bits(bits, cmp_.family_of(model))
-    chip = hardware.detect()
-    c = dict(QUICK if quick else FULL, dtype=dtype)
-    stem = out.with_suffix("")
-    steps = steps or ["decode", "ops", "floor", "sweep", "vlm", "parity"] + (["compare"] if bits else [])
-    q = "--quick " if quick else ""
-    docs, failures = {}, []
-
-    def path(kind):
-        return f"{stem}.{kind}.json"
-
-    def step(kind, fn):
-        if kind not in steps:
-            return
-        log(f"[report] {kind} …")
-        try:
-            r = fn(path(kind))
-        except KeyboardInterrupt:
-            raise
-        except InputError as e:
-            failures.append(f"{kind}: {e}")
-            return
-        except Exception as e:  # keep what was measured; say what was not
-            failures.append(f"{kind}: {type(e).__name__}: {e}")
-            return
-        if r is not None:
-            results.save(r, path(kind))
-            docs[kind] = results.load_any(path(kind))
-
-    counts = _opts(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
-    step("decode", lambda p: profile.decode(
-        model, weights=weights, dtype=c["dtype"], runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
-        prompt_tokens=c["prompt_tokens"], progress=progress, gpu_timeline=gpu_timeline,
-        command=_cmd("mlxprof decode --model", model, *counts, "--gpu-timeline" if gpu_timeline else "",
-                     "--json", p)))
-    for kind in ("ops", "floor"):
-        fn = STEP_RUNNERS.get(kind)
-        if fn:
-            step(kind, lambda p, fn=fn, kind=kind: fn(model, weights, c, p, docs))
-    if chip.backend == "cpu":
-        notes_sweep = f"sweep skipped: the CPU backend does not read {OPS_KNOB}"
-        failures.append(notes_sweep) if "sweep" in steps else None
-    else:
-        from . import sweep
-
-        vals = c["sweep_values"]
-        sc = dict(runs=2, warmup=2, tokens=8) if quick else SWEEP_COUNTS
-        step("sweep", lambda p: sweep.run(
-            model, OPS_KNOB, vals.split(","), reps=c["reps"], prompt_tokens=c["prompt_tokens"], weights=weights, dtype=c["dtype"],
-            json_path=p, progress=progress, **sc,
-            command=_cmd("mlxprof sweep --model", model, "--knob", f"{OPS_KNOB}={vals}", "--reps", c["reps"],
-                         *_opts(**sc), "--json", p)))
-    fn = STEP_RUNNERS.get("vlm")
-    slow_vision = chip.backend == "cpu" and docs.get("decode", {}).get("model", {}).get("bytes_per_token", 0) > (200 << 20)
-    if fn and slow_vision and image is None and "vlm" in steps:
-        failures.append("vlm skipped: the real-size vision tower takes minutes per pass on the CPU backend; "
-                        "pass --image to include it, or run `mlxprof vlm` separately")
-    elif fn:
-        step("vlm", lambda p: fn(model, weights, c, p, docs, image=image, quick=quick))
-    if bits:
-        from . import compare as cmp_
-
-        fam = cmp_.family_of(model)
-        step("compare", lambda p: cmp_.run(
-            fam, bits=bits, weights=weights, dtype=c["dtype"], runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"],
-            prompt_tokens=c["prompt_tokens"], progress=progress,
-            command=_cmd("mlxprof compare --model", fam, "--bits", bits, *counts, "--json", p)))
-    from . import parity
-
-    step("parity", lambda p: parity.parity(
-        model, weights=weights, dtype=c["dtype"], rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"],
-        prompt_tokens=c["prompt_tokens"], progress=progress,
-        command=_cmd("mlxprof parity --model", model, *_opts(rounds=c["rounds"], warmup=c["warmup"],
-                     tokens=c["tokens"], prompt_tokens=c["prompt_tokens"]), "--json", p)))
-    if "decode" not in docs:
-        raise InputError("report: the decode measurement failed: " + "; ".join(failures))
-    docs["decode"].setdefault("notes", [])
-    docs["_failures"] = failures
-    docs["_command"] = _cmd("mlxprof report --model", model, q.strip(), "--out", out)
-    return docs
-
-
-def _vlm_step(model, weights, c, path, docs, image=None, quick=False):
-    from . import profile
-
-    if image is None:  # a generated test card: no downloads, same every time
-        image = str(Path(path).with_suffix("").with_suffix(".image.png"))
-        _test_card(image)
-    size = 64 if quick and docs.get("decode", {}).get("model", {}).get("alias", "").startswith("gemma3n-tiny") else None
-    kw = dict(runs=2, warmup=c["warmup"], tokens=c["tokens"], ttft_runs=3, ttft_warmup=1,
-              prompt_tokens=c["prompt_tokens"]) if quick else {}
-    return profile.vlm(model, image, weights=weights, dtype=c["dtype"], image_size=size, **kw,
-                       command=_cmd("mlxprof vlm --model", model, "--image", image,
-                                    *_opts(image_size=size, **kw), "--json", path))
-
-
-def _test_card(path):
-    from PIL import Image
-
-    img = Image.new("RGB", (256, 256))
-    img.putdata([(x, y, (x * y) % 256) for y in range(256) for x in range(256)])
-    img.save(path)
-
-
-def _ops_step(model, weights, c, path, docs):
-    from . import ops
-
-    return ops.run(model, weights=weights, dtype=c["dtype"], command=_cmd("mlxprof ops --model", model, "--json", path))
-
-
-def _floor_step(model, weights, c, path, docs):
-    """The floor against the decode just measured (no second decode)."""
-    from . import floor
-
-    dpath = str(Path(path).with_suffix("").with_suffix(".decode.json"))
-    have = "decode" in docs
-    return floor.run(model, weights=weights, dtype=c["dtype"], decode_path=dpath if have else None, no_decode=not have,
-                     command=_cmd("mlxprof floor --model", model, "--decode" if have else "--no-decode",
-                                  dpath if have else "", "--json", path))
-
-
-STEP_RUNNERS: Dict[str, Callable] = {"vlm": _vlm_step, "ops": _ops_step, "floor": _floor_step}
