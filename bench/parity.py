@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlxprof import parity  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
 
-TARGETS = (("mlxprof", "bare", 0.99), ("mlxprof", "mlx-vlm", 0.98))
+def targets(library):
+    return (("mlxprof", "bare", 0.99), ("mlxprof", library, 0.98))
 
 
 def main(argv=None):
@@ -44,22 +45,24 @@ def main(argv=None):
     import mlx.core as mx
 
     ident = session.identity
+    loops = parity.loops_for(session.model, bench=True)
+    library = session.model.library
     print(f"model {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype}) on "
-          f"{mx.default_device()}; {st.rounds} rounds × {', '.join(parity.BENCH_LOOPS)} interleaved, "
+          f"{mx.default_device()}; {st.rounds} rounds × {', '.join(loops)} interleaved, "
           f"each {st.prompt_tokens} prompt + {st.warmup} warm-up + {st.tokens} measured tokens")
     for note in st.reduced:
         print(f"note: {note}")
-    runs = parity.interleaved_runs(session.model, ids, st.rounds, st.warmup, st.tokens, parity.BENCH_LOOPS,
-                          on_run=lambda r: print(f"  {r.loop:>8} round {r.round + 1}: {r.tok_s:.2f} tok/s",
-                                                 flush=True))
+    runs = parity.interleaved_runs(session.model, ids, st.rounds, st.warmup, st.tokens, loops,
+                                   on_run=lambda r: print(f"  {r.loop:>8} round {r.round + 1}: {r.tok_s:.2f} tok/s",
+                                                          flush=True))
     by = parity.samples(runs)
     print()
-    for name in parity.BENCH_LOOPS:
+    for name in loops:
         print(parity.median_line(name, by[name]))
     print()
-    for num, den, target in TARGETS:
+    for num, den, target in targets(library):
         print(parity.ratio_line(num, den, by, target))
-    print(parity.ratio_line("bare", "mlx-vlm", by))
+    print(parity.ratio_line("bare", library, by))
     cost = parity.bookkeeping_s()
     token = 1 / statistics.median(by["bare"])
     print(f"timing bookkeeping in isolation: {cost * 1e6:.2f} µs/token = {cost / token:.3%} of the "

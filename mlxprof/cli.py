@@ -266,11 +266,12 @@ def env(json_path, gating_file):
 @json_option("rewritten after every round")
 @quiet_option
 def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
-    """mlxprof's instrumented loop vs mlx-vlm's own generate_step.
+    """mlxprof's instrumented loop vs the library's own generate_step
+    (mlx-lm's for models mlx-lm builds, mlx-vlm's for the rest).
 
     Interleaved runs on one model and prompt; tok/s for both computed the
     same way ((tokens - 1) / (t_last - t_first) at delivery, after the same
-    warm-up); the ratio mlxprof / mlx-vlm with a bootstrap 95% CI and a
+    warm-up); the ratio mlxprof / library with a bootstrap 95% CI and a
     Mann-Whitney p-value; and whether both loops produce the same greedy
     token ids (a mismatch is reported, not an error).
     """
@@ -384,7 +385,7 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
 
     Either measures everything (decode best-of-N and the split, op
     histogram, streaming floor, a sweep of MLX_MAX_OPS_PER_BUFFER where the
-    backend reads it, text vs image, parity with mlx-vlm) or, with --from,
+    backend reads it, text vs image, parity with the library's loop) or, with --from,
     renders saved JSON results without measuring again. Saves every JSON
     result beside the markdown and ends with the commands that reproduce
     each table.
@@ -498,7 +499,7 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
     """One decode token's graph as an op histogram.
 
     Prefills --context tokens into a fresh cache, builds the next decode step
-    lazily (forward, log-softmax, greedy pick, as mlx-vlm does), exports it with
+    lazily (forward, log-softmax, greedy pick, as mlx-lm does), exports it with
     mx.export_to_dot before anything evaluates it, and counts primitives. Each
     op is a view (no kernel: Broadcast, Reshape, Transpose, Squeeze, Slice, …),
     compute (a kernel), or compiled (all Compiled… fusions collapse into one

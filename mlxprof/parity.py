@@ -1,10 +1,11 @@
-"""Parity: mlxprof's instrumented loop against mlx-vlm's own generation loop.
+"""Parity: mlxprof's instrumented loop against the library's own generation loop.
 
 A profiler that slows what it measures, or measures a loop nobody runs, is
 wrong. `mlxprof parity` runs, interleaved (A B A B …) on one model and prompt:
 
   mlxprof   decode.run_once: the lookahead loop with per-token timing
-  mlx-vlm   mlx_vlm.generate.ar.generate_step, greedy (temperature 0)
+  mlx-lm    mlx_lm.generate.generate_step, greedy (models mlx-lm builds)
+  mlx-vlm   mlx_vlm.generate.ar.generate_step, greedy (models mlx-vlm builds)
 
 and `bench/parity.py` adds
 
@@ -27,9 +28,13 @@ from . import decode as dec
 from . import stats
 from .results import ModelIdentity, Result
 
-LOOPS = ("mlxprof", "mlx-vlm")
-BENCH_LOOPS = ("mlxprof", "bare", "mlx-vlm")
 DEFAULT_ROUNDS = 5
+
+
+def loops_for(loaded, bench: bool = False) -> tuple:
+    """mlxprof against the loop of the library that built the model (`bare`,
+    the loop without per-token timing, for bench/parity.py)."""
+    return ("mlxprof", "bare", loaded.library) if bench else ("mlxprof", loaded.library)
 
 
 def _window(t_first: float, t_last: float, tokens: int) -> float:
@@ -89,6 +94,27 @@ def run_mlx_vlm(loaded, prompt_ids, warmup, tokens, stream=None):
     return _window(t_first, t_last, tokens), ids
 
 
+def run_mlx_lm(loaded, prompt_ids, warmup, tokens, stream=None):
+    """mlx-lm's own loop, greedy (its default sampler), timed at yield, on
+    mlx-lm's generation stream with its own cache and chunked prefill."""
+    from mlx_lm.generate import generate_step
+
+    total = warmup + tokens
+    last = total - 1
+    ids = [0] * total
+    perf = time.perf_counter
+    t_first = t_last = 0.0
+    gen = generate_step(mx.array(prompt_ids), loaded.model, max_tokens=total)
+    for n, (tok, _) in enumerate(gen):
+        ids[n] = int(tok)
+        if n == warmup:
+            t_first = perf()
+        elif n == last:
+            t_last = perf()
+    mx.synchronize()  # generate_step leaves its last lookahead step in flight
+    return _window(t_first, t_last, tokens), ids
+
+
 def bookkeeping_s(n: int = 200_000) -> float:
     """Seconds per token that run_once's timing adds over the bare loop,
     timed in isolation (4 clock reads, 5 list stores, minus an empty loop):
@@ -109,7 +135,8 @@ def bookkeeping_s(n: int = 200_000) -> float:
     return max(0.0, (timed - (perf() - t)) / n)
 
 
-RUNNERS: Dict[str, Callable] = {"mlxprof": run_mlxprof, "bare": run_bare, "mlx-vlm": run_mlx_vlm}
+RUNNERS: Dict[str, Callable] = {"mlxprof": run_mlxprof, "bare": run_bare, "mlx-lm": run_mlx_lm,
+                                 "mlx-vlm": run_mlx_vlm}
 
 
 class LoopRun(BaseModel):
@@ -120,7 +147,7 @@ class LoopRun(BaseModel):
 
 
 def interleaved_runs(loaded, prompt_ids: List[int], rounds: int, warmup: int, tokens: int,
-            loops: Sequence[str] = LOOPS,
+            loops: Sequence[str] = ("mlxprof", "mlx-vlm"),
             on_run: Optional[Callable[[LoopRun], None]] = None, prime: bool = True) -> List[LoopRun]:
     """rounds × loops runs in interleaved, rotated order (stats.interleave).
     With `prime`, each loop first runs once unmeasured (2 warm-up + 2 tokens):
@@ -177,7 +204,8 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
         if "at token 0 " in bad[0]:
             # token 0 is the prefill's pick: the prompt was evaluated differently
             sentence += ("; token 0 comes from the prefill, so the loops evaluate the prompt differently "
-                         "(mlx-vlm prefills from Model.get_input_embeddings, mlxprof from token ids)")
+                         "(the library's loop may prefill differently, e.g. mlx-vlm from "
+                         "Model.get_input_embeddings, mlxprof from token ids)")
     else:
         sentence = (f"same greedy token ids in all {len(runs)} runs of {', '.join(loops)} "
                     f"({len(ref.token_ids)} tokens each)")
@@ -204,16 +232,16 @@ class ParityResult(Result):
     settings: ParitySettings
     order: List[str]
     tok_s: Dict[str, stats.Summary]
-    comparison: stats.Comparison  # candidate mlxprof vs baseline mlx-vlm
+    comparison: stats.Comparison  # candidate mlxprof vs baseline: the library's loop (mlx-lm or mlx-vlm)
     tokens: TokenAgreement
     runs: List[LoopRun]
     notes: List[str] = []
 
 
-def summarize(runs: List[LoopRun]):
+def summarize(runs: List[LoopRun], library: str):
     by = samples(runs)
     return ({k: stats.summarize(v) for k, v in by.items()},
-            stats.compare(by["mlx-vlm"], by["mlxprof"], names=("mlx-vlm", "mlxprof")),
+            stats.compare(by[library], by["mlxprof"], names=(library, "mlxprof")),
             token_agreement(runs))
 
 
@@ -241,11 +269,12 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
     s, settings, ids = prepare_parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
                                       json_path)
     prov = s.provenance(command)
-    order = stats.interleave(list(LOOPS), settings.rounds)
+    loops = loops_for(s.model)
+    order = stats.interleave(list(loops), settings.rounds)
     done: List[LoopRun] = []
 
     def build_result(partial):
-        tok, cmp, agree = summarize(done)
+        tok, cmp, agree = summarize(done, s.model.library)
         notes = list(s.notes)
         if partial:
             notes.append(f"partial: {len(done)} of {len(order)} runs finished")
@@ -254,11 +283,11 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
 
     def on_run(run):
         done.append(run)
-        if json_path and len(done) % len(LOOPS) == 0:
+        if json_path and len(done) % len(loops) == 0:
             results.save(build_result(partial=len(done) < len(order)), json_path)
 
     with Progress(progress, len(order), "parity") as bar:
-        interleaved_runs(s.model, ids, settings.rounds, settings.warmup, settings.tokens, LOOPS,
+        interleaved_runs(s.model, ids, settings.rounds, settings.warmup, settings.tokens, loops,
                 on_run=lambda r: (on_run(r), bar.advance(f"{r.loop} {r.tok_s:.1f} tok/s")))
     return build_result(partial=False)
 

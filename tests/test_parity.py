@@ -25,7 +25,7 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
     r = results.load(out, parity.ParityResult)
     assert r.kind == "parity" and r.settings.rounds == 2 and r.settings.tokens == 5
     assert [x.loop for x in r.runs] == r.order == ["mlxprof", "mlx-vlm", "mlx-vlm", "mlxprof"]
-    for loop in parity.LOOPS:
+    for loop in ("mlxprof", "mlx-vlm"):
         s = r.tok_s[loop]
         assert s.n == 2 and all(x > 0 and math.isfinite(x) for x in s.samples)
         assert s.samples == [x.tok_s for x in r.runs if x.loop == loop]
@@ -41,8 +41,9 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
 
 def test_every_loop_generates_the_same_greedy_ids(tiny):
     ids = dec.default_prompt(16, tiny.vocab_size)
-    runs = parity.interleaved_runs(tiny, ids, 1, 2, 6, parity.BENCH_LOOPS, prime=False)
-    assert sorted(r.loop for r in runs) == sorted(parity.BENCH_LOOPS)
+    loops = parity.loops_for(tiny, bench=True)
+    runs = parity.interleaved_runs(tiny, ids, 1, 2, 6, loops, prime=False)
+    assert sorted(r.loop for r in runs) == sorted(loops) == sorted(["mlxprof", "bare", "mlx-vlm"])
     got = {r.loop: r.token_ids for r in runs}
     assert got["mlxprof"] == got["bare"] == got["mlx-vlm"], got
     assert all(len(v) == 8 for v in got.values()) and all(r.tok_s > 0 for r in runs)

@@ -214,11 +214,11 @@ def parity_section(d, ctx):
     rows = [[loop, f"{x['median']:.2f}", f"{x['mad']:.2f}", f"{x['best']:.2f}", str(x["n"])]
             for loop, x in d["tok_s"].items()]
     return "\n".join([
-        "## Parity with mlx-vlm's own loop", "",
+        f"## Parity with {c['baseline']}'s own loop", "",
         f"{st['rounds']} interleaved rounds, {st['warmup']} warm-up + {st['tokens']} measured tokens, "
         "tok/s computed the same way for both loops.", "",
         _table(["loop", "median tok/s", "MAD", "best", "n"], rows), "",
-        f"mlxprof / mlx-vlm: ×{c['ratio']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, "
+        f"mlxprof / {c['baseline']}: ×{c['ratio']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, "
         f"p = {c['p_value']:.3g}): {c['verdict']}. {d['tokens']['sentence']}",
     ])
 

@@ -2,7 +2,7 @@
 
 Steps: decode, ops, floor (against the decode just measured), a sweep of
 MLX_MAX_OPS_PER_BUFFER where the backend reads it, text vs image (vlm),
-the bits comparison when asked (--bits), parity with mlx-vlm. Each step is a
+the bits comparison when asked (--bits), parity with the library's own loop. Each step is a
 plain library call; its `command` (the CLI line that measures the same) is
 spelled by `reproduce.mlxprof_command` from the same option values the call
 gets. A step that fails is noted in the document and the others still run;
