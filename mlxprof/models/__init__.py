@@ -205,10 +205,19 @@ def target_spec(target: Target) -> ModelSpec:
     return spec_from_config(target.config, target.name)
 
 
+def _has_experts(config: dict) -> bool:
+    from .weights import TOP_K_KEYS
+
+    text = config.get("text_config") or {}
+    return any(c.get(k) for c in (config, text) for k in TOP_K_KEYS)
+
+
 def default_dtype(spec: ModelSpec, backend: str) -> str:
     """MLX's CPU quantized kernels are ~10× slower with bf16 activations than
-    with float32, so quantized models run float32 on the CPU."""
-    if backend == "cpu" and spec.quant.bits:
+    with float32, and its CPU GatherMM (unquantized MoE experts) runs float32
+    only (MLX 0.32 raises "[GatherMM::eval] Currently only supports float32"),
+    so quantized and MoE models run float32 on the CPU."""
+    if backend == "cpu" and (spec.quant.bits or _has_experts(spec.config)):
         return "float32"
     return spec.quant.dtype
 
@@ -261,7 +270,7 @@ def identity(loaded: Loaded) -> "ModelIdentity":
         repo_id=t.spec.repo_id if t.spec else None,
         path=str(t.path) if t.path else None,
         weights=t.weights,
-        quantization=q.label,
+        quantization=q.label if q.bits else loaded.dtype,
         group_size=q.group_size if q.bits else None,
         dtype=loaded.dtype,
         num_layers=len(lm.layers),
@@ -343,7 +352,8 @@ def prepare_target(target: Target, dtype: Optional[str], chip):
         spec = target_spec(target)
         dtype = default_dtype(spec, chip.backend)
         if dtype != spec.quant.dtype:
-            reason = (f"dtype {spec.quant.dtype}→{dtype}: MLX's CPU quantized kernels run ~10× "
-                      "slower with bf16 activations (pass --dtype bfloat16 to keep it)")
+            why = ("MLX's CPU quantized kernels run ~10× slower with bf16 activations" if spec.quant.bits
+                   else "MLX's CPU GatherMM (MoE experts) runs float32 only")
+            reason = f"dtype {spec.quant.dtype}→{dtype}: {why} (pass --dtype bfloat16 to keep it)"
     preflight(target, dtype, chip)
     return load(target, dtype), reason
