@@ -246,7 +246,7 @@ def load(target: Target, dtype: Optional[str] = None) -> Loaded:
     if target.weights == "real":
         from .adapters import load_real
 
-        model = load_real(target.path, library)
+        model = load_real(target.path, library, target.config)
         return Loaded(target=target, model=model, library=library,
                       dtype=_float_dtype(text_module(model, library)))
     spec = target_spec(target)

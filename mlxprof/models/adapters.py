@@ -150,9 +150,10 @@ def quantize(module: nn.Module, config: dict, prefix: str = ""):
     nn.quantize(module, group_size=q.group_size, bits=q.bits, mode=q.mode, class_predicate=predicate)
 
 
-def load_real(path: Path, library: str):
-    """(model, dtype name) from a checkpoint directory through the library's
-    own loader; a loader's complaint about the weights becomes one line."""
+def load_real(path: Path, library: str, config: Optional[dict] = None):
+    """The model of a checkpoint directory, through the library's own loader.
+    When the loader fails, building the config alone tells a config the
+    architecture rejects from weights that do not fit it; either is one line."""
     try:
         if library == LM:
             from mlx_lm.utils import load_model
@@ -165,6 +166,8 @@ def load_real(path: Path, library: str):
     except InputError:
         raise
     except Exception as e:
+        if config is not None:
+            build(config, library, str(path))  # raises when the config is the problem
         raise InputError(f"{path}: the weights do not fit the config ({_one_line(e)})")
     return model
 
