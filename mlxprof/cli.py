@@ -91,10 +91,34 @@ def weights_options(f):
     return f
 
 
+def _config_file(ctx, param, value):
+    if value is not None:
+        if ctx.params.get("model") is not None:
+            raise click.UsageError("give --model or --config, not both")
+        ctx.meta["mlxprof.config"] = value
+    return value
+
+
+def _model_or_config(ctx, param, value):
+    """--config FILE stands for --model FILE: synthetic weights for that config.json
+    (click processes options given on the command line before absent ones)."""
+    config = ctx.meta.get("mlxprof.config")
+    if value is not None and config is not None:
+        raise click.UsageError("give --model or --config, not both")
+    if value is None and config is None:
+        raise click.UsageError("Missing option '--model' / '-m' (or --config FILE).")
+    return value if value is not None else config
+
+
 def model_options(f):
     f = weights_options(f)
-    return click.option("--model", "-m", required=True,
-                        help="Alias (see `mlxprof models`), local checkpoint directory, or cached HF repo id.")(f)
+    f = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                     default=None, expose_value=False, callback=_config_file,
+                     help="A config.json of any mlx-lm / mlx-vlm architecture: build it with synthetic "
+                          "weights (instead of --model).")(f)
+    return click.option("--model", "-m", default=None, callback=_model_or_config,
+                        help="Alias (see `mlxprof models`), local checkpoint directory, config.json file, "
+                             "or cached HF repo id.")(f)
 
 
 COUNT_HELP = {
@@ -221,17 +245,22 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("match", required=False)
 @json_option()
-def models(json_path):
-    """List model aliases with parameter count and bytes streamed per token."""
+def models(match, json_path):
+    """List model families and aliases (those containing MATCH, e.g. `qwen3`) with
+    architecture, parameter count and bytes streamed per token. Any mlx-lm or
+    mlx-vlm architecture also runs from a checkpoint directory or --config FILE."""
     import json
 
     from . import render, results
-    from .models import catalog
+    from .models import catalog, families
 
     if json_path and json_path != "-":
         results.check_writable(json_path)
-    rows = catalog()
+    rows = catalog(match)
+    if not rows:
+        raise InputError(f"no alias or family contains '{match}'; families: {', '.join(families())}")
     if json_path == "-":
         click.echo(json.dumps(rows, indent=2))
         return

@@ -73,8 +73,18 @@ def _format(mv) -> str:
     return str(m.weight.dtype).replace("mlx.core.", "")
 
 
+def _routed(n: int, k: int):
+    """k distinct expert indices spread over n, shaped as a MoE block routes one
+    token (batch, length, k): which experts does not change the bytes."""
+    import mlx.core as mx
+
+    return mx.array([[[i * (n // k) for i in range(k)]]], dtype=mx.uint32)
+
+
 def floor_graph(matvecs, dtype):
-    """A function that builds the floor graph once: every product, its own weight."""
+    """A function that builds the floor graph once: every product, its own weight;
+    a MoE switch layer multiplies its k routed experts through the module's own
+    gather_qmm / gather_mm, as decode does."""
     import mlx.core as mx
 
     xs = {}
@@ -82,10 +92,16 @@ def floor_graph(matvecs, dtype):
         if mv.in_dims not in xs:
             xs[mv.in_dims] = mx.random.normal((1, mv.in_dims)).astype(dtype)
     mx.eval(list(xs.values()))
-    calls = [(getattr(mv.module, "as_linear", None) or mv.module, xs[mv.in_dims]) for mv in matvecs]
+    calls = []
+    for mv in matvecs:
+        x = xs[mv.in_dims]
+        if mv.experts:  # x as SwitchGLU expands it: (batch, length, 1, 1, dims)
+            calls.append((mv.module, (mx.expand_dims(x[None], (-2, -3)), _routed(mv.experts, mv.routed))))
+        else:
+            calls.append((getattr(mv.module, "as_linear", None) or mv.module, (x,)))
 
     def build():
-        return [f(x) for f, x in calls]
+        return [f(*args) for f, args in calls]
 
     return build
 

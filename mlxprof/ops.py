@@ -20,7 +20,7 @@ from .results import ModelIdentity, Result
 class MatvecCheck(BaseModel):
     """Weight products expected from the model object vs found in the graph."""
 
-    op: str  # "QuantizedMatmul" or "Matmul" (Matmul + AddMM)
+    op: str  # "QuantizedMatmul", "GatherQMM" (MoE experts), "Matmul" (Matmul + AddMM) or "GatherMM"
     expected: int  # calls of streamed modules of that kind while the step was built
     found: int  # nodes of that kind with one weight-only operand
     nodes: int  # all nodes of that kind (attention products included)
@@ -99,17 +99,12 @@ class _CallCounter:
 
 
 def max_context(target) -> Optional[int]:
-    """max_position_embeddings of a resolved `--model`, without building it."""
-    from .models import target_spec
-
-    if target.config:
-        tc = target.config.get("text_config", target.config)
-        if tc.get("max_position_embeddings"):
-            return int(tc["max_position_embeddings"])
-    try:
-        return target_spec(target).arch.max_position_embeddings
-    except Exception:
-        return None
+    """max_position_embeddings of a resolved `--model`'s config, without building it."""
+    config = target.config or {}
+    for c in (config.get("text_config") or {}, config):
+        if isinstance(c.get("max_position_embeddings"), int):
+            return int(c["max_position_embeddings"])
+    return None
 
 
 def validate_context(context: int, limit: Optional[int]):
@@ -163,13 +158,21 @@ def step_graph(model, context: int, dot_file, prefill_chunk: int = 2048):
     return grew, cc.calls, mvs
 
 
+# (check name, quantized, stacked experts, the primitives that do it). A MoE's
+# SwitchLinear multiplies by its k routed experts in one gather_mm / gather_qmm
+# (mlx_lm/models/switch_layers.py), one node per call.
+_MATVEC_KINDS = (("QuantizedMatmul", True, False, ("QuantizedMatmul",)),
+                 ("GatherQMM", True, True, ("GatherQMM",)),
+                 ("Matmul", False, False, ("Matmul", "AddMM")),
+                 ("GatherMM", False, True, ("GatherMM",)))
+
+
 def matvec_checks(g: Graph, calls, mvs) -> List[MatvecCheck]:
     found = weight_products(g, g.sources[0]) if g.sources else collections.Counter()
     nodes = collections.Counter(lab for lab in g.labels.values() if lab in MATVEC_OPS)
     out = []
-    for op, quant, kinds in (("QuantizedMatmul", True, ("QuantizedMatmul",)),
-                             ("Matmul", False, ("Matmul", "AddMM"))):
-        group = [mv for mv in mvs if mv.quantized == quant]
+    for op, quant, switch, kinds in _MATVEC_KINDS:
+        group = [mv for mv in mvs if mv.quantized == quant and bool(mv.experts) == switch]
         if not group and not any(nodes[k] for k in kinds):
             continue
         out.append(MatvecCheck(

@@ -26,7 +26,9 @@ def fmt_bytes(x):
 
 def fmt_params(n):
     """Parameter counts at a scale that shows them: 1.91 B, 0.60 B, 1.23 M."""
-    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} B"
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
 
 
 def id_column(table, name, values, **kw):
@@ -108,14 +110,18 @@ def _gpu_rows(t, g, split):
 def models_table(rows, console=None):
     console = console or stdout_console()
     t = Table(title="mlxprof models")
+    id_column(t, "family", [r["family"] for r in rows])
     id_column(t, "alias", [r["alias"] for r in rows])
-    for c in ("quant", "layers", "params", "weights", "streamed/token"):
+    for c in ("type", "quant", "layers", "params", "experts", "weights", "streamed/token"):
         t.add_column(c)
     t.add_column("checkpoint", overflow="fold")
+    last = None
     for r in rows:
-        t.add_row(r["alias"], r["quantization"], str(r["layers"]),
-                  fmt_params(r["parameters"]), fmt_bytes(r["weight_bytes"]), fmt_bytes(r["bytes_per_token"]),
-                  r["repo_id"] or r["note"])
+        t.add_row(r["family"] if r["family"] != last else "", r["alias"],
+                  f"{r['model_type']} ({r['library']})", r["quantization"], str(r["layers"]),
+                  fmt_params(r["parameters"]), r.get("experts") or "—", fmt_bytes(r["weight_bytes"]),
+                  fmt_bytes(r["bytes_per_token"]), r["repo_id"] or r["note"])
+        last = r["family"]
     console.print(t)
 
 

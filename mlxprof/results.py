@@ -40,6 +40,10 @@ class ModelIdentity(Record):
     num_layers: int
     parameters: int
     bytes_per_token: int  # weight bytes streamed per decoded token
+    model_type: Optional[str] = None  # config.json's model_type
+    library: Optional[str] = None  # whose model classes built it: "mlx-lm" or "mlx-vlm"
+    experts_per_token: Optional[int] = None  # MoE: the k experts a token is routed to
+    experts: Optional[int] = None  # MoE: the n experts of each MoE layer
 
 
 class Provenance(Record):

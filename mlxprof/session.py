@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import hardware, results
-from .errors import InputError
 
 SYNTHETIC_NOTE = "weights: synthetic (published architecture, random values)"
 
@@ -39,11 +38,7 @@ class Session:
 
         if text is None:
             return dec.default_prompt(n, self.model.vocab_size)
-        tok = getattr(self.model.processor, "tokenizer", self.model.processor)
-        if tok is None:
-            raise InputError("--prompt needs a checkpoint with a tokenizer; synthetic weights have none "
-                             "(use --prompt-tokens)")
-        return list(tok.encode(text))
+        return list(self.model.tokenizer().encode(text))  # loaded now, only when text needs it
 
     def plan(self, runs=None, warmup=None, tokens=None, prompt_tokens=None, prompt=None):
         """Decode counts for this backend and model size (`decode.plan_settings`)."""

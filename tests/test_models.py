@@ -88,7 +88,7 @@ def test_resolve_real_without_checkpoint_fails_fast(monkeypatch, tmp_path):
 def test_resolve_directory(tmp_path):
     with pytest.raises(InputError, match="no config.json"):
         resolve(str(tmp_path))
-    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "config.json").write_text('{"model_type": "no_such_arch"}')
     with pytest.raises(InputError, match="not supported"):
         resolve(str(tmp_path))
     import json

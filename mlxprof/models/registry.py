@@ -1,4 +1,7 @@
-"""Model aliases: the published Gemma 3n text architectures and their checkpoints.
+"""Model aliases: a config.json dict, its family and its checkpoint's repo id.
+
+Gemma 3n's configs are generated from its text architecture (below); the
+other families' published configs live in `published.py`.
 
 Architecture values follow the `text_config` of google/gemma-3n-E2B-it and
 google/gemma-3n-E4B-it; quantization follows the mlx-community conversions
@@ -78,24 +81,66 @@ class Architecture:
 
 @dataclass(frozen=True)
 class Quantization:
+    """The top-level `quantization` block of a config.json, as MLX's loaders read it."""
+
     bits: Optional[int]  # None: unquantized
     group_size: int = 64
     dtype: str = "bfloat16"  # dtype of everything not quantized (and of activations)
+    mode: str = "affine"  # or "mxfp4", "nvfp4", "mxfp8" (nn.QuantizedLinear modes)
 
     @property
     def label(self) -> str:
-        return f"{self.bits}bit" if self.bits else self.dtype
+        if not self.bits:
+            return self.dtype
+        return f"{self.bits}bit" if self.mode == "affine" else self.mode
+
+
+def config_dtype(config: dict) -> str:
+    """The checkpoint's float dtype (`torch_dtype`/`dtype`, top level or text_config);
+    bfloat16 when the config does not say, as the published LLM checkpoints are."""
+    text = config.get("text_config") or {}
+    for c in (config, text):
+        for key in ("torch_dtype", "dtype"):
+            if c.get(key) in ("bfloat16", "float16", "float32"):
+                return c[key]
+    return "bfloat16"
+
+
+def quantization_of(config: dict) -> Quantization:
+    """The `quantization` block, or the legacy `quantization_config` forms that
+    mlx-lm's `load_model` maps to one (mxfp4 → group 32, 4 bits, mode mxfp4)."""
+    dtype = config_dtype(config)
+    q = config.get("quantization")
+    if not q:
+        legacy = config.get("quantization_config") or (config.get("text_config") or {}).get(
+            "quantization_config") or {}
+        if legacy.get("quant_method") in ("mxfp4", "mxfp8"):
+            bits = 4 if legacy["quant_method"] == "mxfp4" else 8
+            return Quantization(bits=bits, group_size=32, dtype=dtype, mode=legacy["quant_method"])
+        return Quantization(bits=None, dtype=dtype)
+    return Quantization(bits=q.get("bits"), group_size=q.get("group_size", 64), dtype=dtype,
+                        mode=q.get("mode", "affine"))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """An alias: a config.json dict (with its `quantization` block) + family + repo id."""
+
     alias: str
     family: str
-    arch: Architecture
-    quant: Quantization
+    config: dict
     repo_id: Optional[str]
     note: str = ""
+    arch: Optional[Architecture] = None  # Gemma 3n aliases: the dataclass their config came from
     tags: tuple = field(default_factory=tuple)
+
+    @property
+    def quant(self) -> Quantization:
+        return quantization_of(self.config)
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "?")
 
 
 E2B = Architecture(
@@ -125,28 +170,48 @@ TINY = Architecture(
     full_attention_every=3, sparse_layers=2, max_position_embeddings=4096,
 )
 
-_QUANTS = {
-    "4bit": Quantization(bits=4),
-    "8bit": Quantization(bits=8),
-    "bf16": Quantization(bits=None),
-}
+_QUANTS = {"4bit": 4, "8bit": 8, "bf16": None}
+
+
+def gemma3n_config(arch: Architecture, bits: Optional[int], group_size: int = 64) -> dict:
+    """The config.json of a Gemma 3n checkpoint of `arch`: the text config, the
+    default vision/audio towers with the vocabulary's multimodal offsets (see
+    synthetic.multimodal_layout), and the mlx-community quantization block."""
+    from .synthetic import multimodal_layout
+
+    ids = multimodal_layout(arch.vocab_size)
+    config = {
+        "model_type": "gemma3n", "torch_dtype": "bfloat16",
+        "text_config": arch.text_config(),
+        "vision_config": {"vocab_offset": ids["vision_offset"]},
+        "audio_config": {"vocab_offset": ids["audio_offset"]},
+        "image_token_id": ids["image"], "image_token_index": ids["image"],
+        "audio_token_id": ids["audio"],
+    }
+    if bits:
+        config["quantization"] = {"group_size": group_size, "bits": bits}
+    return config
 
 
 def _build_registry():
+    from .published import published_aliases
+
     specs = {}
     for family, arch, size in (("gemma3n-e2b", E2B, "E2B"), ("gemma3n-e4b", E4B, "E4B")):
-        for label, quant in _QUANTS.items():
+        for label, bits in _QUANTS.items():
             alias = f"{family}-{label}"
             specs[alias] = ModelSpec(
-                alias=alias, family=family, arch=arch, quant=quant,
+                alias=alias, family=family, config=gemma3n_config(arch, bits), arch=arch,
                 repo_id=f"mlx-community/gemma-3n-{size}-it-{label}",
             )
-    for label, quant in _QUANTS.items():
+    for label, bits in _QUANTS.items():
         alias = "gemma3n-tiny" if label == "4bit" else f"gemma3n-tiny-{label}"
         specs[alias] = ModelSpec(
-            alias=alias, family="gemma3n-tiny", arch=TINY, quant=quant, repo_id=None,
-            note="test architecture, no real checkpoint",
+            alias=alias, family="gemma3n-tiny", config=gemma3n_config(TINY, bits), arch=TINY,
+            repo_id=None, note="test architecture, no real checkpoint",
         )
+    for alias, (family, _label, repo_id, config) in published_aliases().items():
+        specs[alias] = ModelSpec(alias=alias, family=family, config=config, repo_id=repo_id)
     return specs
 
 
@@ -154,8 +219,13 @@ MODELS = _build_registry()
 
 
 def family_members(family: str) -> dict:
-    """{bits label: spec} for an alias family, e.g. 'gemma3n-e2b' → 4bit, 8bit, bf16."""
-    return {s.quant.label: s for s in MODELS.values() if s.family == family}
+    """{bits label: spec} for an alias family, e.g. 'gemma3n-e2b' → 4bit, 8bit, bfloat16
+    (the first alias of a label wins: gpt-oss's two mxfp4 variants are one label)."""
+    out = {}
+    for s in MODELS.values():
+        if s.family == family:
+            out.setdefault(s.quant.label, s)
+    return out
 
 
 def families():

@@ -1,4 +1,5 @@
-"""Synthetic, architecture-exact Gemma 3n weights with random values.
+"""Synthetic, architecture-exact weights with random values, for any
+architecture mlx-lm or mlx-vlm builds from a config.json.
 
 Quantized tensors are generated directly in packed form (uint32 words plus
 scales and biases) instead of materialising float32 weights and quantizing
@@ -11,21 +12,21 @@ timing (timing does not depend on weight values).
 import math
 
 import mlx.core as mx
-import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
-
-from .registry import ModelSpec
 
 _BLOCK_WORDS = 1 << 22  # 16 MB of random uint32 words per tensor at most
 
 
 def _random_words(shape):
-    rows, cols = shape
+    """Random uint32 words for a packed weight of any rank (experts lead)."""
+    cols = shape[-1]
+    rows = math.prod(shape[:-1])
     block_rows = max(1, min(rows, _BLOCK_WORDS // max(cols, 1)))
     block = mx.random.randint(0, 2**31 - 1, (block_rows, cols), dtype=mx.int32)
     block = block.view(mx.uint32)
     reps = -(-rows // block_rows)
-    return mx.tile(block, (reps, 1))[:rows] if reps > 1 else block
+    words = mx.tile(block, (reps, 1))[:rows] if reps > 1 else block
+    return words.reshape(shape)
 
 
 def _random_float(shape, dtype, scale):
@@ -44,66 +45,68 @@ def quant_predicate(group_size):
     return predicate
 
 
-def build_model(spec: ModelSpec, dtype=None, seed: int = 0, materialize: bool = True):
-    """Return mlx-vlm's Gemma 3n `Model` for `spec` with random weights.
+def text_module(model, library: str):
+    """The part of the model one decode token runs: mlx-vlm's language model,
+    or the mlx-lm model itself."""
+    return model.language_model if library == "mlx-vlm" else model
 
-    Only the language model's weights are materialised; the vision and audio
-    towers stay lazy (unevaluated) until a command needs them
-    (`materialize_vision` for image prompts). With
-    `materialize=False` nothing is evaluated: shapes and dtypes are exact, so
-    byte counts can be taken for free.
+
+def build_model(spec, dtype=None, seed: int = 0, materialize: bool = True, library=None):
+    """The library's own model for `spec` (a ModelSpec or a config.json dict),
+    quantized as its `quantization` block says, with random weights.
+
+    Only the text model's weights are materialised; an mlx-vlm model's vision
+    and audio towers stay lazy (unevaluated) until a command needs them
+    (`materialize_vision` for image prompts). With `materialize=False` nothing
+    is evaluated: shapes and dtypes are exact, so byte counts are free.
     """
-    from mlx_vlm.models.gemma3n import config as gcfg
-    from mlx_vlm.models.gemma3n import gemma3n
+    from .adapters import build, library_for, quantize
+    from .registry import quantization_of
 
+    config = spec if isinstance(spec, dict) else spec.config
+    where = config.get("model_type") if isinstance(spec, dict) else spec.alias
+    library = library or library_for(config, where)
     mx.random.seed(seed)
-    dtype = dtype or getattr(mx, spec.quant.dtype)
-    text = gcfg.TextConfig.from_dict(spec.arch.text_config())
-    ids = multimodal_layout(text.vocab_size)
-    config = gcfg.ModelConfig(
-        text_config=text,
-        vision_config=gcfg.VisionConfig(vocab_offset=ids["vision_offset"]),
-        audio_config=gcfg.AudioConfig(vocab_offset=ids["audio_offset"]),
-        model_type="gemma3n",
-        image_token_id=ids["image"],
-        image_token_index=ids["image"],
-        audio_token_id=ids["audio"],
-    )
-    model = gemma3n.Model(config)
-    lm = model.language_model
-    if spec.quant.bits:
-        nn.quantize(
-            lm,
-            group_size=spec.quant.group_size,
-            bits=spec.quant.bits,
-            class_predicate=quant_predicate(spec.quant.group_size),
-        )
-    lm.update(tree_unflatten(_random_params(lm, spec, dtype)))
+    dtype = dtype or getattr(mx, quantization_of(config).dtype)
+    model = build(config, library, where)
+    lm = text_module(model, library)
+    quantize(lm, config, prefix="language_model." if lm is not model else "")
+    lm.update(tree_unflatten(_random_params(lm, dtype)))
     if materialize:
         mx.eval(lm.parameters())
     return model
 
 
-def _random_params(lm, spec, dtype):
-    q = spec.quant
+def _quant_scales(m, shape, dtype):
+    """Scales (and affine biases) for a quantized module: weights ≈ scale · q
+    centred, with the init's spread 1/sqrt(in_dims)."""
+    in_dims = shape[-1] * m.group_size
+    if m.mode == "affine":
+        s = 1.0 / math.sqrt(in_dims) / (1 << (m.bits - 1))
+        scales = (mx.random.uniform(0.5, 1.5, shape) * s).astype(dtype)
+        return scales, (-(1 << (m.bits - 1)) * s * mx.ones(shape)).astype(dtype)
+    # mxfp4/mxfp8/nvfp4 scales are uint8 exponents (E8M0: 2^(e-127)); fp4 values
+    # reach ±6, so 2^(e-127) · 6 ≈ 3/sqrt(in_dims) keeps the init's spread
+    e = 127 + round(math.log2(3.0 / math.sqrt(in_dims) / 6.0))
+    return (e + mx.random.randint(-1, 2, shape)).astype(mx.uint8), None
+
+
+def _random_params(lm, dtype):
+    """(name, array) for every parameter: packed words for quantized weights,
+    their scales/biases, ones for norms, N(0, 1/fan_in) for the rest. Integer
+    parameters other than packed words keep their initial values."""
+    quantized = {path: m for path, m in lm.named_modules() if hasattr(m, "bits") and "scales" in m}
     out = []
-    params = dict(tree_flatten(lm.parameters()))
-    for name, p in params.items():
-        leaf = name.rsplit(".", 1)[-1]
-        base = name[: -len(leaf) - 1]
-        if leaf == "weight" and p.dtype == mx.uint32:
+    for name, p in tree_flatten(lm.parameters()):
+        base, _, leaf = name.rpartition(".")
+        q = quantized.get(base)
+        if q is not None and leaf == "weight":
             out.append((name, _random_words(p.shape)))
-        elif leaf in ("scales", "biases") and f"{base}.weight" in params and params[
-            f"{base}.weight"
-        ].dtype == mx.uint32:
-            in_dims = p.shape[-1] * q.group_size
-            # weights ≈ scale * (q - 2^(bits-1)): centred, with the init's spread
-            s = 1.0 / math.sqrt(in_dims) / (1 << (q.bits - 1))
-            scales = (mx.random.uniform(0.5, 1.5, p.shape) * s).astype(dtype)
-            if leaf == "scales":
-                out.append((name, scales))
-            else:
-                out.append((name, (-(1 << (q.bits - 1)) * s * mx.ones(p.shape)).astype(dtype)))
+        elif q is not None and leaf in ("scales", "biases"):
+            scales, biases = _quant_scales(q, p.shape, dtype)
+            out.append((name, scales if leaf == "scales" else biases))
+        elif not mx.issubdtype(p.dtype, mx.floating):
+            continue
         elif "norm" in base and leaf == "weight":
             out.append((name, mx.ones(p.shape, dtype=dtype)))
         else:
