@@ -301,13 +301,15 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
                    "default file, for --resume).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue a partial sweep from its result file (same model, knobs and settings).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the --json file even when it holds a result (another sweep's points included).")
 @click.option("--force", is_flag=True, help="Sweep knobs this backend does not read (e.g. buffer sizes on CPU).")
 @click.option("--save-gating", is_flag=True, help="Save the recommendation as this chip's gating decision.")
 @click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
               help="Gating file for --save-gating [default: mlxprof's per-user file].")
 @quiet_option
 def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
-          resume, force, save_gating, gating_file, quiet):
+          resume, overwrite, force, save_gating, gating_file, quiet):
     """Sweep MLX environment knobs, each point in a fresh process.
 
     \b
@@ -319,8 +321,10 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
     all values alike. Each value's run-level tok/s samples are compared with
     the default: speedup, bootstrap 95% CI and Mann-Whitney p; only a ratio
     whose CI excludes 1 with p < 0.05 is a gain. A crashed or hung point is
-    recorded as failed and the sweep goes on; Ctrl-C leaves a partial file
-    that --resume continues.
+    recorded as failed and the sweep goes on (the command exits 1 when every
+    point failed); Ctrl-C leaves a partial file that --resume continues. A
+    --json file that already holds a result is refused unless --resume or
+    --overwrite says what to do with it; two sweeps never write one file.
     """
     import datetime
     import importlib.util
@@ -339,6 +343,8 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         raise InputError("--gating-file goes with --save-gating")
     if save_gating and importlib.util.find_spec("mlxprof.gating") is None:
         raise InputError("--save-gating needs mlxprof.gating, which this installation lacks")
+    if save_gating:
+        sw.check_gating_file(gating_file)
     to_stdout = json_path == "-"
     if to_stdout:
         json_path = None
@@ -349,7 +355,7 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         result = sw.run(
             model, knobs=knobs, reps=reps, runs=runs, warmup=warmup, tokens=tokens,
             prompt_tokens=prompt_tokens, weights=weights, dtype=dtype, timeout=timeout, force=force,
-            json_path=json_path, resume=resume, progress=not quiet,
+            json_path=json_path, resume=resume, overwrite=overwrite, progress=not quiet,
             command=command_line(),
         )
     except sw.SweepInterrupted as e:
@@ -358,6 +364,11 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
         sys.exit(130)
     finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume)
+    if result.points and not result.ok_points():
+        first = result.points[0]
+        click.echo(f"mlxprof: error: every point failed; first, {first.label}: {sw.failure_reason(first.error)}",
+                   err=True)
+        sys.exit(1)
     if save_gating:
         saved = sw.save_gating(result, path=gating_file, source=json_path or resume)
         click.echo(f"saved gating decision for {', '.join(saved)}", err=True)

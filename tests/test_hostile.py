@@ -2,6 +2,7 @@
 lost, no raw traceback. Every case runs on the tiny model in seconds."""
 
 import json
+import sys
 import os
 
 import pytest
@@ -114,3 +115,87 @@ def test_ctrl_c_says_where_the_partial_result_is(tmp_path, monkeypatch):
     assert r.exit_code == 130
     assert f"measurements so far are in {out}" in r.stderr
     assert json.loads(out.read_text())["runs"] and "partial: 1 of 3" in out.read_text()
+
+
+# ---------------------------------------------------------------- sweeps never destroy measurements
+
+from test_sweep import FAKE_WORKER  # noqa: E402  (the stand-in worker the sweep tests use)
+
+SWEEP = ["sweep", "-m", "gemma3n-tiny", "--knob", "MLX_FAKE=default,fast", "--reps", "1", "--runs", "2", "-q"]
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch):
+    from mlxprof import sweep as sw
+
+    path = tmp_path / "fake_worker.py"
+    path.write_text(FAKE_WORKER)
+    monkeypatch.setenv(sw.WORKER_ENV, f"{sys.executable} {path}")
+    monkeypatch.delenv("MLX_FAKE", raising=False)
+    monkeypatch.delenv("FAKE_LOG", raising=False)
+    return path
+
+
+def test_a_sweep_file_is_not_replaced_without_resume_or_overwrite(tmp_path, fake_worker):
+    out = tmp_path / "s.json"
+    assert run(*SWEEP, "--json", str(out)).exit_code == 0
+    before = out.read_text()
+    line = one_line(run(*SWEEP, "--json", str(out)))
+    assert "already holds a sweep" in line and f"--resume {out}" in line and "--overwrite" in line
+    assert out.read_text() == before and not (tmp_path / "s.json.lock").exists()
+    r = run(*SWEEP, "--json", str(out), "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["provenance"]["date"] and not (tmp_path / "s.json.lock").exists()
+    other = tmp_path / "decode.json"
+    other.write_text(json.dumps({"schema": json.loads(before)["schema"], "kind": "decode"}))
+    assert "holds a 'decode' result" in one_line(run(*SWEEP, "--json", str(other)))
+
+
+def test_two_sweeps_on_one_file_the_second_is_refused(tmp_path, fake_worker):
+    from mlxprof.sweep.guard import exclusive
+
+    out = tmp_path / "s.json"
+    with exclusive(out):  # a sweep running in another process holds the same lock
+        line = one_line(run(*SWEEP, "--json", str(out)))
+        assert "another mlxprof sweep is writing" in line and not out.exists()
+    r = run(*SWEEP, "--json", str(out))  # released: the file is free again
+    assert r.exit_code == 0, r.output
+
+
+def test_a_sweep_where_every_point_failed_exits_1_with_the_real_error(tmp_path, monkeypatch, fake_worker):
+    monkeypatch.setenv("MLX_FAKE", "crash")  # the fake worker prints a traceback and exits 3
+    out = tmp_path / "s.json"
+    r = run("sweep", "-m", "gemma3n-tiny", "--knob", "MLX_BFS_MAX_WIDTH=default,7", "--reps", "1",
+            "--json", str(out), "-q")
+    assert r.exit_code == 1, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlxprof: error: every point failed") and "RuntimeError: boom in the worker" in last
+    assert "exited with code 3" in last and "stderr tail:" not in last
+    assert "RuntimeError: boom in the worker" in r.stdout  # the table's note says it too
+    assert all(p["status"] == "failed" for p in json.loads(out.read_text())["points"])
+
+
+def test_a_failed_point_line_names_the_error():
+    from mlxprof.sweep.runner import failure_reason
+
+    assert failure_reason("worker exited with code 3; stderr tail:\nTraceback (most recent call last):\n"
+                          "  File x\nRuntimeError: boom\n") == "worker exited with code 3: RuntimeError: boom"
+    assert failure_reason("worker exited with code 9; stderr tail:\n") == "worker exited with code 9 (no stderr)"
+    assert failure_reason("killed after the 2 s per-point timeout; stderr tail:\n…about to hang") == \
+        "killed after the 2 s per-point timeout: about to hang"
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_corrupt_gating_file_is_refused_before_the_sweep(tmp_path, monkeypatch, fake_worker, how):
+    bad = tmp_path / "gating.json"
+    bad.write_text("{not json")
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    args = ["--save-gating", "--json", str(tmp_path / "s.json")]
+    if how == "option":
+        args += ["--gating-file", str(bad)]
+    else:
+        monkeypatch.setenv("MLXPROF_GATING_FILE", str(bad))
+    line = one_line(run(*SWEEP, *args))
+    assert f"gating file {bad}" in line and "not JSON" in line
+    assert not log.exists() and not (tmp_path / "s.json").exists()  # no worker ran
