@@ -209,7 +209,9 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     from .decode import DecodeResult
 
     if env:
-        result = _in_subprocess(ctx, env, DecodeResult)
+        from .subproc import parse_env
+
+        result = _in_subprocess(ctx, parse_env(env), DecodeResult)
     else:
         result = profile.decode(
             model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
@@ -480,11 +482,10 @@ def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json
     finish(result, json_path, render.vlm_table)
 
 
-def _in_subprocess(ctx, env, cls):
-    """--env: validate, then re-run this command in a fresh process; its result."""
+def _in_subprocess(ctx, variables, cls):
+    """--env (parsed by subproc.parse_env): re-run this command in a fresh process; its result."""
     from . import subproc
 
-    variables = subproc.parse_env(env)
     if file_path(ctx.params.get("json_path")):
         from . import results
 
@@ -535,10 +536,10 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
     if top is not None and top < 0:
         raise InputError(f"--top must be >= 0, not {top}")
     if env:
-        parse_env(env)
+        variables = parse_env(env)
         if diff_path:
             ops_mod.load_histogram(diff_path)
-        result = _in_subprocess(ctx, env, ops_mod.OpsResult)
+        result = _in_subprocess(ctx, variables, ops_mod.OpsResult)
     else:
         result = ops_mod.run(model, weights, dtype, context, file_path(json_path), dot_path, diff_path,
                              command=command_line())
@@ -577,8 +578,8 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, warmup, toke
     if env:
         from .subproc import parse_env
 
-        parse_env(env)
-        result = _in_subprocess(ctx, env, floor_mod.FloorResult)
+        variables = parse_env(env)
+        result = _in_subprocess(ctx, variables, floor_mod.FloorResult)
     else:
         result = floor_mod.run(
             model, weights, dtype, iterations=iterations, warmup=floor_warmup, probe_mb=probe_mb,
@@ -617,9 +618,9 @@ def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_token
     if env:
         from .subproc import parse_env
 
-        parse_env(env)
+        variables = parse_env(env)
         cmp.parse_bits(bits, cmp.family_of(model))
-        result = _in_subprocess(ctx, env, cmp.CompareResult)
+        result = _in_subprocess(ctx, variables, cmp.CompareResult)
     else:
         result = cmp.run(model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens,
                          floor=not no_floor, json_path=file_path(json_path), progress=not quiet,

@@ -199,3 +199,66 @@ def test_a_corrupt_gating_file_is_refused_before_the_sweep(tmp_path, monkeypatch
     line = one_line(run(*SWEEP, *args))
     assert f"gating file {bad}" in line and "not JSON" in line
     assert not log.exists() and not (tmp_path / "s.json").exists()  # no worker ran
+
+
+# ---------------------------------------------------------------- --env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_mistyped_mlx_variable_is_a_warning_naming_the_known_one(capsys):
+    from mlxprof.subproc import parse_env
+
+    assert parse_env(["MLX_DISABLE_COMPLIE=1", "OMP_NUM_THREADS=2"]) == {"MLX_DISABLE_COMPLIE": "1",
+                                                                       "OMP_NUM_THREADS": "2"}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLX_DISABLE_COMPLIE" in err[0] and "did you mean MLX_DISABLE_COMPILE?" in err[0]
+    parse_env(["MLX_DISABLE_COMPILE=1", "MLX_MAX_OPS_PER_BUFFER=10"])
+    assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_under_env_keeps_the_childs_runs_in_the_json(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "k.json"
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "mlxprof", "decode", "-m", "gemma3n-tiny", "--runs", "2000",
+                             "--warmup", "1", "--tokens", "20", "-q", "--json", str(out),
+                             "--env", "MLX_DISABLE_COMPILE=1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        child = [p for p in tmp_path.glob("mlxprof-*.json") if p.stat().st_size]
+        if child and '"runs"' in child[0].read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the parent and the child measuring
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    saved = json.loads(out.read_text())
+    assert saved["kind"] == "decode" and saved["runs"] and len(saved["runs"]) < 2000
+    assert saved["provenance"]["command"].startswith("MLX_DISABLE_COMPILE=1 ")
+    assert f"measurements so far are in {out}" in err.strip().splitlines()[-1]
+    assert not list(tmp_path.glob("mlxprof-*.json"))  # the child's temporary file was moved, not copied
+
+
+def test_a_failing_env_child_leaves_what_it_measured(tmp_path, monkeypatch):
+    """The child measured a run, then failed (exit 3): its result reaches --json."""
+    monkeypatch.setattr(results, "WRITTEN", {})
+    first = tmp_path / "first.json"
+    assert run("decode", *TINY, "--json", str(first)).exit_code == 0
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
+                    f"shutil.copy({str(first)!r}, sys.argv[sys.argv.index('--json') + 1])\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    out = tmp_path / "k.json"
+    r = run("decode", *TINY, "--json", str(out), "--env", "MLX_DISABLE_COMPILE=1")
+    assert r.exit_code == 3
+    assert f"before it failed are in {out}" in r.stderr.strip().splitlines()[-1]
+    saved = json.loads(out.read_text())
+    assert saved["runs"] == json.loads(first.read_text())["runs"]
+    assert saved["provenance"]["command"].startswith("MLX_DISABLE_COMPILE=1 ")
