@@ -262,3 +262,33 @@ def test_a_failing_env_child_leaves_what_it_measured(tmp_path, monkeypatch):
     saved = json.loads(out.read_text())
     assert saved["runs"] == json.loads(first.read_text())["runs"]
     assert saved["provenance"]["command"].startswith("MLX_DISABLE_COMPILE=1 ")
+
+
+# ---------------------------------------------------------------- absurd numbers, before any work
+
+@pytest.mark.parametrize("args, says", [
+    (["decode", "-m", "gemma3n-tiny", "--tokens", "99999999999999999999999"], "at most 10,000,000"),
+    (["decode", "-m", "gemma3n-tiny", "--runs", "100000000"], "--runs 100000000 is too large"),
+    (["parity", "-m", "gemma3n-tiny", "--warmup", "100000000"], "--warmup"),
+    (["decode", "-m", "gemma3n-tiny", "--prompt-tokens", "5000"], "holds 4096 (max_position_embeddings)"),
+    (["decode", "-m", "gemma3n-tiny", "--tokens", "4000", "--warmup", "90", "--prompt-tokens", "7"], "4097"),
+    (["sweep", "-m", "gemma3n-tiny", "--knob", "MLX_BFS_MAX_WIDTH=default,5", "--tokens", "9000"], "4096"),
+    (["floor", "-m", "gemma3n-tiny", "--probe-mb", "100000000"], "--probe-mb 100000000 "),
+])
+def test_absurd_counts_are_refused_before_the_model_is_built(tmp_path, monkeypatch, args, says):
+    from mlxprof import models
+
+    monkeypatch.chdir(tmp_path)
+    built = []
+    monkeypatch.setattr(models, "prepare_target", lambda *a, **k: built.append(1) or {}["built"])
+    assert says in one_line(run(*args, "-q") if args[0] != "floor" else run(*args))
+    assert built == [] and not list(tmp_path.iterdir())
+
+
+def test_a_probe_larger_than_the_device_memory_is_refused_before_building(monkeypatch):
+    from mlxprof import hardware, models
+
+    monkeypatch.setattr(hardware, "available_memory", lambda chip: (8 << 30, "available RAM"))
+    monkeypatch.setattr(models, "prepare_target", lambda *a, **k: {}["built"])
+    line = one_line(run("floor", "-m", "gemma3n-tiny", "--probe-mb", "5000"))
+    assert "needs ~9.8 GiB" in line and "offers 8.0 GiB" in line and "at most 4096 MB" in line
