@@ -172,6 +172,7 @@ def test_a_sweep_where_every_point_failed_exits_1_with_the_real_error(tmp_path, 
     assert last.startswith("mlxprof: error: every point failed") and "RuntimeError: boom in the worker" in last
     assert "exited with code 3" in last and "stderr tail:" not in last
     assert "RuntimeError: boom in the worker" in r.stdout  # the table's note says it too
+    assert "baseline: no data" in r.stdout
     assert all(p["status"] == "failed" for p in json.loads(out.read_text())["points"])
 
 
