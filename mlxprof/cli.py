@@ -233,7 +233,9 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     from .decode import DecodeResult
 
     if env:
-        result = _in_subprocess(ctx, env, DecodeResult)
+        from .subproc import parse_env
+
+        result = _in_subprocess(ctx, parse_env(env), DecodeResult)
     else:
         result = profile.decode(
             model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
@@ -331,13 +333,15 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
                    "default file, for --resume).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue a partial sweep from its result file (same model, knobs and settings).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the --json file even when it holds a result (another sweep's points included).")
 @click.option("--force", is_flag=True, help="Sweep knobs this backend does not read (e.g. buffer sizes on CPU).")
 @click.option("--save-gating", is_flag=True, help="Save the recommendation as this chip's gating decision.")
 @click.option("--gating-file", type=click.Path(dir_okay=False), default=None,
               help="Gating file for --save-gating [default: mlxprof's per-user file].")
 @quiet_option
 def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
-          resume, force, save_gating, gating_file, quiet):
+          resume, overwrite, force, save_gating, gating_file, quiet):
     """Sweep MLX environment knobs, each point in a fresh process.
 
     \b
@@ -349,8 +353,10 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
     all values alike. Each value's run-level tok/s samples are compared with
     the default: speedup, bootstrap 95% CI and Mann-Whitney p; only a ratio
     whose CI excludes 1 with p < 0.05 is a gain. A crashed or hung point is
-    recorded as failed and the sweep goes on; Ctrl-C leaves a partial file
-    that --resume continues.
+    recorded as failed and the sweep goes on (the command exits 1 when every
+    point failed); Ctrl-C leaves a partial file that --resume continues. A
+    --json file that already holds a result is refused unless --resume or
+    --overwrite says what to do with it; two sweeps never write one file.
     """
     import datetime
     import importlib.util
@@ -369,6 +375,8 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         raise InputError("--gating-file goes with --save-gating")
     if save_gating and importlib.util.find_spec("mlxprof.gating") is None:
         raise InputError("--save-gating needs mlxprof.gating, which this installation lacks")
+    if save_gating:
+        sw.check_gating_file(gating_file)
     to_stdout = json_path == "-"
     if to_stdout:
         json_path = None
@@ -379,7 +387,7 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         result = sw.run(
             model, knobs=knobs, reps=reps, runs=runs, warmup=warmup, tokens=tokens,
             prompt_tokens=prompt_tokens, weights=weights, dtype=dtype, timeout=timeout, force=force,
-            json_path=json_path, resume=resume, progress=not quiet,
+            json_path=json_path, resume=resume, overwrite=overwrite, progress=not quiet,
             command=command_line(),
         )
     except sw.SweepInterrupted as e:
@@ -388,6 +396,11 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
         click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
         sys.exit(130)
     finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume)
+    if result.points and not result.ok_points():
+        first = result.points[0]
+        click.echo(f"mlxprof: error: every point failed; first, {first.label}: {sw.failure_reason(first.error)}",
+                   err=True)
+        sys.exit(1)
     if save_gating:
         saved = sw.save_gating(result, path=gating_file, source=json_path or resume)
         click.echo(f"saved gating decision for {', '.join(saved)}", err=True)
@@ -499,11 +512,10 @@ def vlm(model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json
     finish(result, json_path, render.vlm_table)
 
 
-def _in_subprocess(ctx, env, cls):
-    """--env: validate, then re-run this command in a fresh process; its result."""
+def _in_subprocess(ctx, variables, cls):
+    """--env (parsed by subproc.parse_env): re-run this command in a fresh process; its result."""
     from . import subproc
 
-    variables = subproc.parse_env(env)
     if file_path(ctx.params.get("json_path")):
         from . import results
 
@@ -554,10 +566,10 @@ def ops(ctx, model, weights, dtype, context, json_path, dot_path, diff_path, top
     if top is not None and top < 0:
         raise InputError(f"--top must be >= 0, not {top}")
     if env:
-        parse_env(env)
+        variables = parse_env(env)
         if diff_path:
             ops_mod.load_histogram(diff_path)
-        result = _in_subprocess(ctx, env, ops_mod.OpsResult)
+        result = _in_subprocess(ctx, variables, ops_mod.OpsResult)
     else:
         result = ops_mod.run(model, weights, dtype, context, file_path(json_path), dot_path, diff_path,
                              command=command_line())
@@ -596,8 +608,8 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, warmup, toke
     if env:
         from .subproc import parse_env
 
-        parse_env(env)
-        result = _in_subprocess(ctx, env, floor_mod.FloorResult)
+        variables = parse_env(env)
+        result = _in_subprocess(ctx, variables, floor_mod.FloorResult)
     else:
         result = floor_mod.run(
             model, weights, dtype, iterations=iterations, warmup=floor_warmup, probe_mb=probe_mb,
@@ -636,9 +648,9 @@ def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_token
     if env:
         from .subproc import parse_env
 
-        parse_env(env)
+        variables = parse_env(env)
         cmp.parse_bits(bits, cmp.family_of(model))
-        result = _in_subprocess(ctx, env, cmp.CompareResult)
+        result = _in_subprocess(ctx, variables, cmp.CompareResult)
     else:
         result = cmp.run(model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens,
                          floor=not no_floor, json_path=file_path(json_path), progress=not quiet,

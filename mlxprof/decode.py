@@ -319,11 +319,19 @@ def plan_settings(backend, bytes_per_token, runs=None, warmup=None, tokens=None,
     return DecodeSettings(dtype=dtype, prompt=prompt, reduced=reduced, **chosen)
 
 
+# Far beyond any model's positions or any sane measurement, and small enough
+# that a Python list or an MLX array of that many entries can be made: a larger
+# count is a typo, refused before the model is built (not an OverflowError after).
+MAX_COUNT = 10**7
+
+
 def validate_counts(**counts):
     from .errors import InputError
 
     for k, v in counts.items():
         if v is not None and v <= 0:
             raise InputError(f"--{k.replace('_', '-')} must be a positive integer, not {v}")
+        if v is not None and v > MAX_COUNT:
+            raise InputError(f"--{k.replace('_', '-')} {v} is too large: at most {MAX_COUNT:,}")
     if counts.get("tokens") is not None and counts["tokens"] < 2:
         raise InputError("--tokens must be at least 2 (tok/s needs two deliveries)")

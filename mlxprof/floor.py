@@ -146,6 +146,21 @@ def copy_probe(nbytes: int, reps: int) -> Probe:
     return Probe(bytes_moved=moved, ms=s, gb_s=moved / (s.best / 1e3) / 1e9)
 
 
+def check_probe(probe_mb: Optional[int], chip) -> None:
+    """The probe holds its array and the negated copy: refuse a size whose two
+    arrays do not fit the memory the device offers."""
+    from . import hardware
+
+    if probe_mb is None or probe_mb <= 0:
+        return
+    avail, what = hardware.available_memory(chip)
+    need = 2 * (probe_mb << 20)
+    if avail is not None and need > avail:
+        raise InputError(f"--probe-mb {probe_mb} needs ~{need / 2**30:.1f} GiB (the array and its copy) but the "
+                         f"device offers {avail / 2**30:.1f} GiB ({what}); use at most "
+                         f"{avail // 2 >> 20} MB")
+
+
 def _defaults(backend: str, bytes_per_token: int):
     from . import decode as dec
 
@@ -259,7 +274,11 @@ def run(model, weights="auto", dtype=None, iterations=None, warmup=None, probe_m
         raise InputError("--decode and --no-decode exclude each other")
     if decode_path:
         results.load(decode_path, dec.DecodeResult)  # fail on a bad file before building
-    s = open_session(model, weights, dtype, outputs=(json_path,),
+    from . import hardware
+
+    chip = hardware.detect()
+    check_probe(probe_mb, chip)
+    s = open_session(model, weights, dtype, outputs=(json_path,), chip=chip,
                      counts=dict(iterations=iterations, runs=runs, tokens=tokens, probe_mb=probe_mb))
     notes = [s.dtype_reason] if s.dtype_reason else []
     if decode_path:

@@ -68,6 +68,23 @@ def check_outputs(*paths):
         seen[real] = p
 
 
+def check_positions(target, counts: Dict[str, Optional[int]]) -> None:
+    """prompt + warm-up + measured tokens must fit the model's positions
+    (max_position_embeddings of the resolved config); counts not given count
+    at their defaults. Only checked when one of them was given."""
+    from . import decode as dec
+    from .ops import max_context
+
+    names = ("prompt_tokens", "warmup", "tokens")
+    if all(counts.get(k) is None for k in names):
+        return
+    limit = max_context(target)
+    need = sum(counts[k] if counts.get(k) is not None else dec.DEFAULTS[k] for k in names)
+    if limit is not None and need > limit:
+        raise InputError(f"--prompt-tokens + --warmup + --tokens = {need} positions, but the model holds "
+                         f"{limit} (max_position_embeddings); ask for at most {limit} in all")
+
+
 def open_session(
     model: str,
     weights: str = "auto",
@@ -88,6 +105,8 @@ def open_session(
         dec.validate_counts(**counts)
     check_outputs(*outputs)
     target = models.resolve(model, weights)
+    if counts:
+        check_positions(target, counts)
     if check is not None:
         check(target)
     chip = chip or hardware.detect()

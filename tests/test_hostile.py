@@ -2,6 +2,7 @@
 lost, no raw traceback. Every case runs on the tiny model in seconds."""
 
 import json
+import sys
 import os
 
 import pytest
@@ -114,3 +115,181 @@ def test_ctrl_c_says_where_the_partial_result_is(tmp_path, monkeypatch):
     assert r.exit_code == 130
     assert f"measurements so far are in {out}" in r.stderr
     assert json.loads(out.read_text())["runs"] and "partial: 1 of 3" in out.read_text()
+
+
+# ---------------------------------------------------------------- sweeps never destroy measurements
+
+from test_sweep import FAKE_WORKER  # noqa: E402  (the stand-in worker the sweep tests use)
+
+SWEEP = ["sweep", "-m", "gemma3n-tiny", "--knob", "MLX_FAKE=default,fast", "--reps", "1", "--runs", "2", "-q"]
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch):
+    from mlxprof import sweep as sw
+
+    path = tmp_path / "fake_worker.py"
+    path.write_text(FAKE_WORKER)
+    monkeypatch.setenv(sw.WORKER_ENV, f"{sys.executable} {path}")
+    monkeypatch.delenv("MLX_FAKE", raising=False)
+    monkeypatch.delenv("FAKE_LOG", raising=False)
+    return path
+
+
+def test_a_sweep_file_is_not_replaced_without_resume_or_overwrite(tmp_path, fake_worker):
+    out = tmp_path / "s.json"
+    assert run(*SWEEP, "--json", str(out)).exit_code == 0
+    before = out.read_text()
+    line = one_line(run(*SWEEP, "--json", str(out)))
+    assert "already holds a sweep" in line and f"--resume {out}" in line and "--overwrite" in line
+    assert out.read_text() == before and not (tmp_path / "s.json.lock").exists()
+    r = run(*SWEEP, "--json", str(out), "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["provenance"]["date"] and not (tmp_path / "s.json.lock").exists()
+    other = tmp_path / "decode.json"
+    other.write_text(json.dumps({"schema": json.loads(before)["schema"], "kind": "decode"}))
+    assert "holds a 'decode' result" in one_line(run(*SWEEP, "--json", str(other)))
+
+
+def test_two_sweeps_on_one_file_the_second_is_refused(tmp_path, fake_worker):
+    from mlxprof.sweep.guard import exclusive
+
+    out = tmp_path / "s.json"
+    with exclusive(out):  # a sweep running in another process holds the same lock
+        line = one_line(run(*SWEEP, "--json", str(out)))
+        assert "another mlxprof sweep is writing" in line and not out.exists()
+    r = run(*SWEEP, "--json", str(out))  # released: the file is free again
+    assert r.exit_code == 0, r.output
+
+
+def test_a_sweep_where_every_point_failed_exits_1_with_the_real_error(tmp_path, monkeypatch, fake_worker):
+    monkeypatch.setenv("MLX_FAKE", "crash")  # the fake worker prints a traceback and exits 3
+    out = tmp_path / "s.json"
+    r = run("sweep", "-m", "gemma3n-tiny", "--knob", "MLX_BFS_MAX_WIDTH=default,7", "--reps", "1",
+            "--json", str(out), "-q")
+    assert r.exit_code == 1, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlxprof: error: every point failed") and "RuntimeError: boom in the worker" in last
+    assert "exited with code 3" in last and "stderr tail:" not in last
+    assert "RuntimeError: boom in the worker" in r.stdout  # the table's note says it too
+    assert "baseline: no data" in r.stdout
+    assert all(p["status"] == "failed" for p in json.loads(out.read_text())["points"])
+
+
+def test_a_failed_point_line_names_the_error():
+    from mlxprof.sweep.runner import failure_reason
+
+    assert failure_reason("worker exited with code 3; stderr tail:\nTraceback (most recent call last):\n"
+                          "  File x\nRuntimeError: boom\n") == "worker exited with code 3: RuntimeError: boom"
+    assert failure_reason("worker exited with code 9; stderr tail:\n") == "worker exited with code 9 (no stderr)"
+    assert failure_reason("killed after the 2 s per-point timeout; stderr tail:\n…about to hang") == \
+        "killed after the 2 s per-point timeout: about to hang"
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_corrupt_gating_file_is_refused_before_the_sweep(tmp_path, monkeypatch, fake_worker, how):
+    bad = tmp_path / "gating.json"
+    bad.write_text("{not json")
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    args = ["--save-gating", "--json", str(tmp_path / "s.json")]
+    if how == "option":
+        args += ["--gating-file", str(bad)]
+    else:
+        monkeypatch.setenv("MLXPROF_GATING_FILE", str(bad))
+    line = one_line(run(*SWEEP, *args))
+    assert f"gating file {bad}" in line and "not JSON" in line
+    assert not log.exists() and not (tmp_path / "s.json").exists()  # no worker ran
+
+
+# ---------------------------------------------------------------- --env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_mistyped_mlx_variable_is_a_warning_naming_the_known_one(capsys):
+    from mlxprof.subproc import parse_env
+
+    assert parse_env(["MLX_DISABLE_COMPLIE=1", "OMP_NUM_THREADS=2"]) == {"MLX_DISABLE_COMPLIE": "1",
+                                                                       "OMP_NUM_THREADS": "2"}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLX_DISABLE_COMPLIE" in err[0] and "did you mean MLX_DISABLE_COMPILE?" in err[0]
+    parse_env(["MLX_DISABLE_COMPILE=1", "MLX_MAX_OPS_PER_BUFFER=10"])
+    assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_under_env_keeps_the_childs_runs_in_the_json(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "k.json"
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "mlxprof", "decode", "-m", "gemma3n-tiny", "--runs", "2000",
+                             "--warmup", "1", "--tokens", "20", "-q", "--json", str(out),
+                             "--env", "MLX_DISABLE_COMPILE=1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        child = [p for p in tmp_path.glob("mlxprof-*.json") if p.stat().st_size]
+        if child and '"runs"' in child[0].read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the parent and the child measuring
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    saved = json.loads(out.read_text())
+    assert saved["kind"] == "decode" and saved["runs"] and len(saved["runs"]) < 2000
+    assert saved["provenance"]["command"].startswith("MLX_DISABLE_COMPILE=1 ")
+    assert f"measurements so far are in {out}" in err.strip().splitlines()[-1]
+    assert not list(tmp_path.glob("mlxprof-*.json"))  # the child's temporary file was moved, not copied
+
+
+def test_a_failing_env_child_leaves_what_it_measured(tmp_path, monkeypatch):
+    """The child measured a run, then failed (exit 3): its result reaches --json."""
+    monkeypatch.setattr(results, "WRITTEN", {})
+    first = tmp_path / "first.json"
+    assert run("decode", *TINY, "--json", str(first)).exit_code == 0
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
+                    f"shutil.copy({str(first)!r}, sys.argv[sys.argv.index('--json') + 1])\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    out = tmp_path / "k.json"
+    r = run("decode", *TINY, "--json", str(out), "--env", "MLX_DISABLE_COMPILE=1")
+    assert r.exit_code == 3
+    assert f"before it failed are in {out}" in r.stderr.strip().splitlines()[-1]
+    saved = json.loads(out.read_text())
+    assert saved["runs"] == json.loads(first.read_text())["runs"]
+    assert saved["provenance"]["command"].startswith("MLX_DISABLE_COMPILE=1 ")
+
+
+# ---------------------------------------------------------------- absurd numbers, before any work
+
+@pytest.mark.parametrize("args, says", [
+    (["decode", "-m", "gemma3n-tiny", "--tokens", "99999999999999999999999"], "at most 10,000,000"),
+    (["decode", "-m", "gemma3n-tiny", "--runs", "100000000"], "--runs 100000000 is too large"),
+    (["parity", "-m", "gemma3n-tiny", "--warmup", "100000000"], "--warmup"),
+    (["decode", "-m", "gemma3n-tiny", "--prompt-tokens", "5000"], "holds 4096 (max_position_embeddings)"),
+    (["decode", "-m", "gemma3n-tiny", "--tokens", "4000", "--warmup", "90", "--prompt-tokens", "7"], "4097"),
+    (["sweep", "-m", "gemma3n-tiny", "--knob", "MLX_BFS_MAX_WIDTH=default,5", "--tokens", "9000"], "4096"),
+    (["floor", "-m", "gemma3n-tiny", "--probe-mb", "100000000"], "--probe-mb 100000000 "),
+])
+def test_absurd_counts_are_refused_before_the_model_is_built(tmp_path, monkeypatch, args, says):
+    from mlxprof import models
+
+    monkeypatch.chdir(tmp_path)
+    built = []
+    monkeypatch.setattr(models, "prepare_target", lambda *a, **k: built.append(1) or {}["built"])
+    assert says in one_line(run(*args, "-q") if args[0] != "floor" else run(*args))
+    assert built == [] and not list(tmp_path.iterdir())
+
+
+def test_a_probe_larger_than_the_device_memory_is_refused_before_building(monkeypatch):
+    from mlxprof import hardware, models
+
+    monkeypatch.setattr(hardware, "available_memory", lambda chip: (8 << 30, "available RAM"))
+    monkeypatch.setattr(models, "prepare_target", lambda *a, **k: {}["built"])
+    line = one_line(run("floor", "-m", "gemma3n-tiny", "--probe-mb", "5000"))
+    assert "needs ~9.8 GiB" in line and "offers 8.0 GiB" in line and "at most 4096 MB" in line

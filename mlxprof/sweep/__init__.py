@@ -19,7 +19,7 @@ Ctrl-C leaves a valid partial result that `resume=` continues.
 One job a file: knobs.py (specs, validation, grid), layout.py (plan, resume
 check), protocol.py (the typed worker job and reply), worker.py (the child),
 runner.py (one point), result.py (records, rows, advice), drive.py (the whole
-sweep), plot.py, gating_save.py.
+sweep), guard.py (no silent overwrite, one sweep a file), plot.py, gating_save.py.
 
 The names below load on first use (PEP 562 module __getattr__): importing
 this package must stay free of mlx and pydantic, because `python -m
@@ -38,7 +38,7 @@ _WHERE = {
     "DEFAULT": "knobs", "KNOB_SPECS": "knobs", "KnobSpec": "knobs", "KnobSetting": "knobs", "parse_knob": "knobs",
     "validate_knob": "knobs", "grid": "knobs", "backend_skip": "knobs",
     "WORKER_ENV": "runner", "DEFAULT_TIMEOUT_S": "runner", "run_point": "runner",
-    "save_gating": "gating_save",
+    "save_gating": "gating_save", "check_gating_file": "gating_save", "failure_reason": "runner",
 }
 __all__ = sorted(_WHERE)
 
@@ -58,10 +58,10 @@ def __dir__():
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time the names load lazily
     from .drive import run  # noqa: F401
-    from .gating_save import save_gating  # noqa: F401
+    from .gating_save import check_gating_file, save_gating  # noqa: F401
     from .knobs import (DEFAULT, KNOB_SPECS, KnobSetting, KnobSpec, backend_skip, grid,  # noqa: F401
                         parse_knob, validate_knob)
     from .layout import plan  # noqa: F401
     from .result import (Overhead, Point, Row, SweepAdvice, SweepInterrupted, SweepResult,  # noqa: F401
                          SweepSettings, aggregate)
-    from .runner import DEFAULT_TIMEOUT_S, WORKER_ENV, run_point  # noqa: F401
+    from .runner import DEFAULT_TIMEOUT_S, WORKER_ENV, failure_reason, run_point  # noqa: F401

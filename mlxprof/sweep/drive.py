@@ -13,10 +13,11 @@ from typing import Callable, Dict, Optional, Sequence
 from .. import results, stats
 from ..errors import InputError
 from ..progress import Progress
+from .guard import check_not_overwriting, exclusive
 from .layout import layout_differences, plan
 from .protocol import WorkerJob
 from .result import Point, SweepInterrupted, SweepResult, aggregate
-from .runner import DEFAULT_TIMEOUT_S, REFUSED, run_point
+from .runner import DEFAULT_TIMEOUT_S, REFUSED, failure_reason, run_point
 
 _INTERRUPTED = "interrupted after"
 _FAILED = "see points[].error"
@@ -40,6 +41,7 @@ def run(
     force: bool = False,
     json_path=None,
     resume=None,
+    overwrite: bool = False,
     progress: bool = False,
     worker_cmd: Optional[Sequence[str]] = None,
     on_point: Optional[Callable[[Point, SweepResult], None]] = None,
@@ -49,31 +51,40 @@ def run(
     explicit environments (`variants=[(label, env), …]`, first = baseline).
     `default` leaves a variable unset. runs/warmup/tokens/prompt_tokens go to
     each point's decode measurement. Ctrl-C raises SweepInterrupted (a
-    KeyboardInterrupt) carrying the partial result."""
+    KeyboardInterrupt) carrying the partial result. A `json_path` that holds a
+    result is refused unless it is the `resume` file or `overwrite` is set;
+    `<json_path>.lock` keeps a second sweep off the file while this one runs."""
     knobs, skipped, settings, baseline, sweep_settings, notes = plan(
         model, knob, values, knobs, variants, reps, runs, warmup, tokens, prompt_tokens, weights, dtype,
         timeout, force)
     if json_path:
         results.check_writable(json_path)
+        check_not_overwriting(json_path, resume, overwrite)
     fresh = SweepResult(
         provenance=results.provenance(command), model_name=model, settings=sweep_settings, knobs=knobs,
         skipped=skipped, variants=settings, baseline=baseline,
         order=stats.interleave([v.label for v in settings], reps), notes=notes,
     )
-    r = _resumed(resume, fresh, command) if resume else fresh
-    json_path = json_path or resume
-    for n in notes + list(skipped.values()):
-        print(f"mlxprof: warning: {n}", file=sys.stderr)
     job = WorkerJob(model=model, weights=weights, dtype=dtype, runs=runs, warmup=warmup, tokens=tokens,
                     prompt_tokens=prompt_tokens)
-    _run_points(r, job, json_path, timeout, worker_cmd, progress, on_point)
-    r.partial = False  # every point has run (failed ones included: a resume retries them)
+    with exclusive(json_path or resume):
+        r = _resumed(resume, fresh, command) if resume else fresh
+        for n in notes + list(skipped.values()):
+            print(f"mlxprof: warning: {n}", file=sys.stderr)
+        _run_points(r, job, json_path or resume, timeout, worker_cmd, progress, on_point)
+        _finish(r, json_path or resume)
+    return r
+
+
+def _finish(r: SweepResult, json_path) -> None:
+    """Every point has run (failed ones included: a resume retries them)."""
+    r.partial = False
     r.notes = [n for n in r.notes if not n.startswith(_INTERRUPTED) and not n.endswith(_FAILED)]
     failed = [p for p in r.points if p.status != "ok"]
     if failed:
-        r.notes.append(f"{len(failed)} of {len(r.order)} points failed; {_FAILED}")
+        first = f"first, {failed[0].label}: {failure_reason(failed[0].error)}"
+        r.notes.append(f"{len(failed)} of {len(r.order)} points failed ({first}); {_FAILED}")
     _save(r, json_path)
-    return r
 
 
 def _resumed(path, fresh: SweepResult, command: Optional[str]) -> SweepResult:
@@ -133,5 +144,5 @@ def _point_line(point: Point, total: int) -> str:
     if point.status == "ok":
         what = f"{statistics.median(point.tok_s):.2f} tok/s (median of {len(point.tok_s)} runs)"
     else:
-        what = f"{point.status}: {(point.error or '').splitlines()[0] if point.error else ''}"
+        what = f"{point.status}: {failure_reason(point.error)}"
     return f"[{point.index + 1}/{total}] {point.label}: {what}, {point.wall_s:.1f} s"

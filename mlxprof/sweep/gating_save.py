@@ -7,6 +7,19 @@ from .knobs import gating_value
 from .result import SweepResult
 
 
+def check_gating_file(path=None) -> None:
+    """Before a sweep whose advice will be saved: the gating file in use (an
+    explicit path, $MLXPROF_GATING_FILE or the per-user default) must be
+    readable when it exists and writable; InputError otherwise, so a corrupt
+    file is found before the points run, not after."""
+    from .. import gating, results
+
+    p = gating.gating_path(path)
+    if p.exists():
+        gating.load_rules(p)
+    results.check_writable(p)
+
+
 def save_gating(result: SweepResult, chip=None, path=None, source: Optional[str] = None) -> List[str]:
     """Record the recommendation as a per-chip gating decision, one per swept
     knob (value None = leave MLX's default). Returns the knobs saved."""

@@ -1,6 +1,7 @@
 """Sweep knobs: which MLX variables mlxprof knows, checking the values asked
 for, and the grid of settings a sweep runs."""
 
+import difflib
 import itertools
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -94,10 +95,15 @@ def _checked_value(name: str, v: str, spec: Optional[KnobSpec]) -> str:
     return str(iv)
 
 
-def unknown_knob_warning(name: str) -> Optional[str]:
+def unknown_knob_warning(name: str, doing: str = "sweeping it anyway") -> Optional[str]:
+    """The warning for a variable MLX does not read (as far as mlxprof knows),
+    naming the closest known one (a typo such as MLX_DISABLE_COMPLIE is the
+    usual cause); None for a known knob. `doing`: what happens anyway."""
     if name in KNOB_SPECS:
         return None
-    return f"{name} is not an MLX variable mlxprof knows (known: {', '.join(KNOB_SPECS)}); sweeping it anyway"
+    close = difflib.get_close_matches(name, KNOB_SPECS, n=1, cutoff=0.6)
+    known = f"did you mean {close[0]}?" if close else f"known: {', '.join(KNOB_SPECS)}"
+    return f"{name} is not an MLX variable mlxprof knows ({known}); {doing}"
 
 
 def backend_skip(name: str, backend: str) -> Optional[str]:

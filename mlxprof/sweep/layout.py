@@ -18,6 +18,7 @@ def plan(model, knob=None, values=None, knobs=None, variants=None, reps=3, runs=
     (knobs, skipped, settings, baseline, sweep_settings, notes)."""
     from ..decode import validate_counts
     from ..models import resolve
+    from ..session import check_positions
 
     if (knob is not None) + (knobs is not None) + (variants is not None) != 1:
         raise InputError("give exactly one of knob= (with values=), knobs={name: values} or variants=")
@@ -37,7 +38,8 @@ def plan(model, knob=None, values=None, knobs=None, variants=None, reps=3, runs=
         knobs, skipped, notes = {}, {}, []
     if len(settings) < 2:
         raise InputError("one value only: a sweep needs the default and at least one other value")
-    resolve(model, weights)  # fast: an unknown model fails here, before any worker starts
+    # fast: an unknown model, or counts beyond its positions, fail here, before any worker starts
+    check_positions(resolve(model, weights), dict(warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens))
     sweep_settings = SweepSettings(reps=reps, runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens,
                                    weights=weights, dtype=dtype, timeout_s=timeout, force=force)
     return knobs, skipped, settings, baseline, sweep_settings, notes

@@ -53,7 +53,7 @@ class Row(Record):
     ci_low: Optional[float] = None
     ci_high: Optional[float] = None
     p_value: Optional[float] = None
-    verdict: str  # "baseline", a stats.compare verdict, or "no data"
+    verdict: str  # "baseline" ("baseline: no data"), a stats.compare verdict, or "no data"
 
 
 class SweepAdvice(Record):
@@ -184,7 +184,8 @@ def _rows(result: SweepResult) -> List[Row]:
             s = stats.summarize(xs)
             row.update(median=s.median, mad=s.mad)
         if v.label == result.baseline:
-            row.update(verdict="baseline", ratio=1.0 if xs else None)
+            # a baseline without measurements says so: every comparison then reads "no data"
+            row.update(verdict="baseline" if xs else "baseline: no data", ratio=1.0 if xs else None)
         elif xs and base:
             c = stats.compare(base, xs, names=(result.baseline, v.label),
                               units=(units[result.baseline], units[v.label]))

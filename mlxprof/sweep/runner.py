@@ -39,6 +39,19 @@ def tail(text: str, n: int = STDERR_TAIL) -> str:
     return text if len(text) <= n else "…" + text[-n:]
 
 
+def failure_reason(error: Optional[str]) -> str:
+    """A failed point's error in one line: what happened and the last line the
+    worker printed (for a Python crash, the exception itself)."""
+    lines = [ln.strip() for ln in (error or "").splitlines() if ln.strip()]
+    if not lines:
+        return "no error recorded"
+    head = lines[0]
+    for cut in ("; stderr tail:", "; stdout tail:"):
+        head = head.split(cut)[0]
+    last = next((ln for ln in reversed(lines[1:]) if not ln.endswith("tail:")), None)
+    return f"{head}: {last.lstrip('…')}" if last else head + (" (no stderr)" if "tail:" in lines[0] else "")
+
+
 def run_point(setting: KnobSetting, job: WorkerJob, index: int, rnd: int, timeout: Optional[float],
               worker_cmd=None) -> Tuple[Point, Optional[WorkerReply]]:
     """Start one worker, wait for it, read its reply. Never raises for a bad
