@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import hardware, results
+from .errors import InputError
 
 SYNTHETIC_NOTE = "weights: synthetic (published architecture, random values)"
 
