@@ -48,6 +48,8 @@ def library_for(config: dict, where: str = "") -> str:
     if not isinstance(mt, str) or not mt:
         raise InputError(f"{where or 'config'}: no model_type in config.json")
     lm = _has_module("mlx_lm.models", _lm_type(config))
+    if lm and config.get("vision_config") is None:
+        return LM  # decided without importing mlx_vlm (which pulls in transformers' image stack)
     vlm = _has_module("mlx_vlm.models", _vlm_type(config) or mt)
     if vlm and (config.get("vision_config") is not None or not lm):
         return VLM
