@@ -78,7 +78,9 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
 
     out = Path(out)
     results.check_writable(out)
-    resolve(model, weights)  # bad model: one line, before anything runs
+    target = resolve(model, weights)  # bad model: one line, before anything runs
+    if image is not None and target.library != "mlx-vlm":
+        raise InputError(f"--image: {model} is a text model ({target.library}); it has no vision tower")
     if bits:
         from .. import compare as cmp_
 
@@ -102,7 +104,9 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         st.run("sweep", lambda p: _sweep_step(model, lib, who, p, c, quick, progress))
     slow_vision = chip.backend == "cpu" and st.docs.get("decode", {}).get("model", {}).get("bytes_per_token", 0) \
         > SLOW_VISION_BYTES
-    if slow_vision and image is None:
+    if target.library != "mlx-vlm":
+        st.skip("vlm", f"vlm skipped: {model} is a text model ({target.library}), no image prompts")
+    elif slow_vision and image is None:
         st.skip("vlm", "vlm skipped: the real-size vision tower takes minutes per pass on the CPU backend; "
                        "pass --image to include it, or run `mlxprof vlm` separately")
     else:
