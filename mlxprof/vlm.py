@@ -263,7 +263,7 @@ def prompt_note(p: VisionPrompt) -> str:
          f"{p.soft_tokens} soft tokens) + {p.text_tokens} text tokens = {p.prompt_tokens}; "
          f"vision weights {p.vision_weights}")
     if p.vision_build_s is not None:
-        s += f" ({p.vision_parameters / 1e6:.0f} M parameters generated in {p.vision_build_s:.1f} s)"
+        s += f" ({p.vision_parameters / 1e6:.3g} M parameters generated in {p.vision_build_s:.2g} s)"
     if p.deviation:
         s += f"; {p.deviation}"
     return s
