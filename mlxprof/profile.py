@@ -39,7 +39,8 @@ def decode(
 
         check_available(hardware.detect().backend)
     s = open_session(model, weights, dtype, outputs=(json_path, trace_path),
-                     counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens))
+                     counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens),
+                     check=None if image is None else lambda t: vlm.check_target(t, image_size))
     settings = s.plan(runs, warmup, tokens, prompt_tokens, prompt)
     ids = s.prompt(settings.prompt_tokens, prompt)
     hook, notes = None, list(s.notes)
@@ -164,7 +165,8 @@ def vlm(
     v.check_image_size(image_size)
     s = open_session(model, weights, dtype, outputs=(json_path,),
                      counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens,
-                                 ttft_runs=ttft_runs))
+                                 ttft_runs=ttft_runs),
+                     check=lambda t: v.check_target(t, image_size))
     tt, tt_reduced = v.plan(s.backend, ttft_runs, ttft_warmup, runs)
     ds = s.plan(tt.pop("runs"), warmup, tokens, prompt_tokens, prompt)
     settings = v.VLMSettings(runs=ds.runs, warmup=ds.warmup, tokens=ds.tokens, dtype=s.model.dtype,
@@ -186,7 +188,7 @@ def vlm(
     notes = [v.prompt_note(vision.prompt)]
     if s.synthetic:
         notes.append(s.notes[0] + ", vision tower included")
-    notes.append("TTFT breakdown: stages run one after another with mx.eval between them "
+    notes.append(bd.note or "TTFT breakdown: stages run one after another with mx.eval between them "
                  "(sequential by construction); the table's TTFT is one fused graph and eval")
     return v.VLMResult(
         provenance=prov, model=s.identity, settings=settings, vision=vision.prompt, breakdown=bd,

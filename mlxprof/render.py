@@ -285,8 +285,10 @@ def vlm_table(r, console=None):
     m, st, v, b = r.model, r.settings, r.vision, r.breakdown
     console.print(f"[bold]mlxprof vlm — {m.name}[/bold] ({m.weights} weights, {m.dtype}, "
                   f"{r.provenance.backend} / {r.provenance.chip})")
-    t = Table(title=f"TTFT breakdown — {b.runs} runs after {b.warmup} warm-ups, sequential (mx.eval between "
-                    "stages); cells: median  stddev  largest deviation", title_justify="left")
+    how = ("sequential (mx.eval between stages)" if b.stages else
+           f"one fused eval each; {b.note or 'no breakdown'}")
+    t = Table(title=f"TTFT breakdown — {b.runs} runs after {b.warmup} warm-ups, {how}; cells: median  stddev  "
+                    "largest deviation", title_justify="left")
     for c in ("stage", "median [s]", "stddev [s]", "max dev [s]", "share"):
         t.add_column(c)
     for name, s in list(b.stages.items()) + [("ttft", b.ttft)]:

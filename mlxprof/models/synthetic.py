@@ -154,33 +154,51 @@ def _tiled_float(block, shape, dtype, scale):
     return flat.reshape(shape)
 
 
-def materialize_vision(model, dtype=None, seed: int = 1):
-    """Give the vision tower (MobileNetV5), `embed_vision` and `embed_audio`
-    random weights in `dtype`, generated directly and evaluated. (mlx-vlm's
-    `get_input_embeddings` runs the audio embedder over every position of a
-    prompt with an image, so it belongs to the image path; the audio tower
-    does not and stays lazy.)
+def vision_modules(model):
+    """(name, module) for the top-level modules of an mlx-vlm model that an
+    image prompt runs besides the language model: vision tower, projectors,
+    embedders. Audio encoders are left out (not on the image path), but
+    Gemma 3n's `embed_audio` stays in: mlx-vlm's `get_input_embeddings` runs
+    it over every position of a prompt with an image."""
+    return [(name, m) for name, m in model.children().items()
+            if name != "language_model" and hasattr(m, "parameters")
+            and not ("audio" in name and not name.startswith("embed_"))]
 
-    Convolutions and linears get N(0, 1/fan_in) (fan_in = kernel area × input
-    channels), norms ones, biases zeros and layer scales their init value, so
-    activations stay finite through the ~80 blocks (NaN or denormal values
-    could change CPU timing). Returns the number of parameters written.
+
+def _float_dtype(module):
+    for _, p in tree_flatten(module.parameters()):
+        if mx.issubdtype(p.dtype, mx.floating):
+            return p.dtype
+    return mx.float32
+
+
+def materialize_vision(model, dtype=None, seed: int = 1):
+    """Give every module of `vision_modules(model)` (Gemma 3n: MobileNetV5,
+    `embed_vision`, `embed_audio`; Gemma 3: SigLIP, `multi_modal_projector`;
+    Qwen2.5-VL: its vision tower and merger) random weights in `dtype`,
+    generated directly and evaluated.
+
+    Convolutions, linears and embeddings get N(0, 1/fan_in) (fan_in = kernel
+    area × input channels, the last axes in MLX's layout), norms ones, biases
+    zeros and layer scales a small init value, so activations stay finite
+    through deep towers (NaN or denormal values could change CPU timing).
+    Integer parameters keep their values. Returns the number of parameters written.
     """
-    dtype = dtype or model.language_model.model.embed_tokens.weight.dtype
-    if dtype == mx.uint32:  # quantized embedding: use its scales' dtype
-        dtype = model.language_model.model.embed_tokens.scales.dtype
+    dtype = dtype or _float_dtype(model.language_model)
     mx.random.seed(seed)
     block = mx.random.normal((_BLOCK_FLOATS,))
     count = 0
-    for module in (model.vision_tower, model.embed_vision, model.embed_audio):
+    for _, module in vision_modules(model):
         new = []
         for name, p in tree_flatten(module.parameters()):
             leaf = name.rsplit(".", 1)[-1]
+            if not mx.issubdtype(p.dtype, mx.floating):
+                continue
             if leaf == "gamma":  # LayerScale2d
                 v = mx.full(p.shape, 1e-5, dtype=dtype)
-            elif p.ndim == 1 and leaf == "bias":
+            elif p.ndim <= 1 and "bias" in leaf:
                 v = mx.zeros(p.shape, dtype=dtype)
-            elif p.ndim == 1:  # RMS norms (vision: "bn", "norm"; embedder norms)
+            elif p.ndim <= 1:  # norms (vision: "bn", "norm", layer norms; embedder norms)
                 v = mx.ones(p.shape, dtype=dtype)
             else:
                 fan_in = math.prod(p.shape[1:])

@@ -143,7 +143,8 @@ def vlm_section(d, ctx):
     lines = [
         "## Image prompt: time to first token", "",
         f"Image {v.get('image_size')}×{v.get('image_size')} → {v.get('soft_tokens')} soft tokens; vision weights "
-        f"{v.get('weights', 'synthetic')}. Stages timed sequentially (mx.eval between stages), "
+        f"{v.get('weights', 'synthetic')}. "
+        f"{'Stages timed sequentially (mx.eval between stages)' if b['stages'] else b.get('note') or 'Fused TTFT'}, "
         f"{b['runs']} runs after {b['warmup']} warm-ups.", "",
         _table(["stage", "median ms", "stddev ms", "max dev ms", "share"], rows), "",
         "## Text vs image prompt", "",
