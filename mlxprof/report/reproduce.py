@@ -1,7 +1,7 @@
 """The commands of a document's Reproduce block, rebuilt from what each result recorded.
 
 Every result records the command line that made it (`provenance.command`,
-`mlxprof.cli.command_line`), with the paths of the machine that measured it
+`mlxprof.cli_options.command_line`), with the paths of the machine that measured it
 (`--json /root/out/d/x.decode.json`). The block keeps each command as
 recorded but rewrites its paths for a reader of the document:
 
