@@ -72,39 +72,13 @@ def run_bare(loaded, prompt_ids, warmup, tokens, stream):
     return _window(t_first, t_last, tokens), ids
 
 
-def run_mlx_vlm(loaded, prompt_ids, warmup, tokens, stream=None):
-    """mlx-vlm's own loop, greedy, timed at yield. It runs on mlx-vlm's
-    generation stream (stream is ignored) with its own cache and prefill."""
-    from mlx_vlm.generate.ar import generate_step
-
+def _timed_generator(gen, warmup: int, tokens: int):
+    """tok/s and ids of a library's generator, clock read as each token is yielded."""
     total = warmup + tokens
     last = total - 1
     ids = [0] * total
     perf = time.perf_counter
     t_first = t_last = 0.0
-    gen = generate_step(mx.array([prompt_ids]), loaded.model, None, None,
-                        max_tokens=total, temperature=0.0)
-    for n, (tok, _) in enumerate(gen):
-        ids[n] = tok
-        if n == warmup:
-            t_first = perf()
-        elif n == last:
-            t_last = perf()
-    mx.synchronize()  # generate_step leaves its last lookahead step in flight
-    return _window(t_first, t_last, tokens), ids
-
-
-def run_mlx_lm(loaded, prompt_ids, warmup, tokens, stream=None):
-    """mlx-lm's own loop, greedy (its default sampler), timed at yield, on
-    mlx-lm's generation stream with its own cache and chunked prefill."""
-    from mlx_lm.generate import generate_step
-
-    total = warmup + tokens
-    last = total - 1
-    ids = [0] * total
-    perf = time.perf_counter
-    t_first = t_last = 0.0
-    gen = generate_step(mx.array(prompt_ids), loaded.model, max_tokens=total)
     for n, (tok, _) in enumerate(gen):
         ids[n] = int(tok)
         if n == warmup:
@@ -113,6 +87,25 @@ def run_mlx_lm(loaded, prompt_ids, warmup, tokens, stream=None):
             t_last = perf()
     mx.synchronize()  # generate_step leaves its last lookahead step in flight
     return _window(t_first, t_last, tokens), ids
+
+
+def run_mlx_vlm(loaded, prompt_ids, warmup, tokens, stream=None):
+    """mlx-vlm's own loop, greedy, timed at yield. It runs on mlx-vlm's
+    generation stream (stream is ignored) with its own cache and prefill."""
+    from mlx_vlm.generate.ar import generate_step
+
+    gen = generate_step(mx.array([prompt_ids]), loaded.model, None, None,
+                        max_tokens=warmup + tokens, temperature=0.0)
+    return _timed_generator(gen, warmup, tokens)
+
+
+def run_mlx_lm(loaded, prompt_ids, warmup, tokens, stream=None):
+    """mlx-lm's own loop, greedy (its default sampler), timed at yield, on
+    mlx-lm's generation stream with its own cache and chunked prefill."""
+    from mlx_lm.generate import generate_step
+
+    return _timed_generator(generate_step(mx.array(prompt_ids), loaded.model, max_tokens=warmup + tokens),
+                            warmup, tokens)
 
 
 def bookkeeping_s(n: int = 200_000) -> float:

@@ -138,23 +138,11 @@ def _tracing_cost(timeline, traced, untraced):
                                       names=("untraced", "traced"))
 
 
-def vlm(
-    model: str,
-    image: str,
-    weights: str = "auto",
-    dtype: Optional[str] = None,
-    image_size: Optional[int] = None,
-    runs: Optional[int] = None,
-    warmup: Optional[int] = None,
-    tokens: Optional[int] = None,
-    ttft_runs: Optional[int] = None,
-    ttft_warmup: Optional[int] = None,
-    prompt_tokens: Optional[int] = None,
-    prompt: Optional[str] = None,
-    json_path: Optional[str] = None,
-    progress: bool = False,
-    command: Optional[str] = None,
-):
+def vlm(model: str, image: str, weights: str = "auto", dtype: Optional[str] = None,
+        image_size: Optional[int] = None, runs: Optional[int] = None, warmup: Optional[int] = None,
+        tokens: Optional[int] = None, ttft_runs: Optional[int] = None, ttft_warmup: Optional[int] = None,
+        prompt_tokens: Optional[int] = None, prompt: Optional[str] = None, json_path: Optional[str] = None,
+        progress: bool = False, command: Optional[str] = None):
     """TTFT breakdown of an image prompt, then text vs image decode."""
     from . import stats
     from . import vlm as v

@@ -9,7 +9,7 @@ google/gemma-3n-E4B-it; quantization follows the mlx-community conversions
 """
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..errors import InputError
@@ -151,23 +151,14 @@ E2B = Architecture(
     altup_coef_clip=120.0, num_kv_shared_layers=10, sliding_window=512,
     full_attention_every=5, sparse_layers=10,
 )
-E4B = Architecture(
-    num_hidden_layers=35, hidden_size=2048, intermediate_size=16384,
-    num_attention_heads=8, num_key_value_heads=2, head_dim=256,
-    vocab_size=262400, vocab_size_per_layer_input=262144,
-    hidden_size_per_layer_input=256, laurel_rank=64, altup_num_inputs=4,
-    altup_coef_clip=120.0, num_kv_shared_layers=15, sliding_window=512,
-    full_attention_every=5, sparse_layers=10,
-)
+# E4B differs from E2B only in depth, MLP width and KV sharing
+E4B = replace(E2B, num_hidden_layers=35, intermediate_size=16384, num_kv_shared_layers=15)
 # Gemma 3n's structure shrunk so CPU tests run in seconds: sliding and full
 # layers, KV sharing, sparsity, AltUp, Laurel and per-layer inputs all present.
-TINY = Architecture(
-    num_hidden_layers=6, hidden_size=128, intermediate_size=256,
-    num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-    vocab_size=1024, vocab_size_per_layer_input=1024,
-    hidden_size_per_layer_input=64, laurel_rank=64, altup_num_inputs=4,
-    altup_coef_clip=120.0, num_kv_shared_layers=2, sliding_window=16,
-    full_attention_every=3, sparse_layers=2, max_position_embeddings=4096,
+TINY = replace(
+    E2B, num_hidden_layers=6, hidden_size=128, intermediate_size=256, num_attention_heads=4, head_dim=32,
+    vocab_size=1024, vocab_size_per_layer_input=1024, hidden_size_per_layer_input=64, num_kv_shared_layers=2,
+    sliding_window=16, full_attention_every=3, sparse_layers=2, max_position_embeddings=4096,
 )
 
 _QUANTS = {"4bit": 4, "8bit": 8, "bf16": None}
