@@ -293,3 +293,32 @@ def test_a_probe_larger_than_the_device_memory_is_refused_before_building(monkey
     monkeypatch.setattr(models, "prepare_target", lambda *a, **k: {}["built"])
     line = one_line(run("floor", "-m", "gemma3n-tiny", "--probe-mb", "5000"))
     assert "needs ~9.8 GiB" in line and "offers 8.0 GiB" in line and "at most 4096 MB" in line
+
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "benchmark_results")
+
+
+def test_report_refuses_results_of_two_models(tmp_path):
+    a = os.path.join(DOCS, "llama3.2-1b-4bit-nvidia-h200.decode.json")
+    b = os.path.join(DOCS, "gemma3n-e2b-4bit-nvidia-h200.floor.json")
+    line = one_line(run("report", "--from", a, "--from", b, "--out", str(tmp_path / "x.md")))
+    assert "a report describes one model" in line and not (tmp_path / "x.md").exists()
+
+
+def test_report_checks_the_image_before_measuring(tmp_path, monkeypatch):
+    import mlxprof.profile as profile
+
+    monkeypatch.setattr(profile, "decode", lambda *a, **k: pytest.fail("measured before the image was checked"))
+    line = one_line(run("report", "-m", "gemma3n-tiny", "--image", str(tmp_path / "missing.png"),
+                        "--out", str(tmp_path / "r.md"), "-q"))
+    assert "no such file" in line
+
+
+def test_a_partial_decode_says_so_in_the_document(tmp_path):
+    data = json.loads(open(os.path.join(DOCS, "llama3.2-1b-4bit-nvidia-h200.decode.json")).read())
+    data["notes"] = data.get("notes", []) + ["partial: 2 of 3 runs finished"]
+    src = tmp_path / "p.decode.json"
+    src.write_text(json.dumps(data))
+    r = run("report", "--from", str(src), "--out", str(tmp_path / "p.md"), "--no-plots")
+    assert r.exit_code == 0, r.output
+    assert "partial: 2 of 3 runs finished" in (tmp_path / "p.md").read_text()

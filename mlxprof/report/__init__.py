@@ -58,7 +58,23 @@ def load_results(paths) -> Dict[str, dict]:
         _check(d, p)
         docs[d["kind"]] = d
         files[d["kind"]] = str(p)
+    _one_model(docs, files)
     return {**docs, "_files": files}
+
+
+def _one_model(docs: Dict[str, dict], files: Dict[str, str]):
+    """A document describes one model: results of different models are refused
+    (compare holds a family, so it is checked against its variants)."""
+    seen = {}
+    for kind, d in docs.items():
+        names = ({v["model"]["name"] for v in d.get("variants", [])} if kind == "compare"
+                 else {d.get("model", {}).get("name")} - {None})
+        for other, name in seen.items():
+            if names and name not in names:
+                raise InputError(f"{files[kind]} measured {', '.join(sorted(names))} but {files[other]} "
+                                 f"measured {name}: a report describes one model (render them separately)")
+        if kind != "compare" and names:
+            seen[kind] = next(iter(names))
 
 
 def render(docs: Dict[str, dict], title: Optional[str] = None, out_dir: Optional[Path] = None,

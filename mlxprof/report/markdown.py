@@ -69,7 +69,7 @@ def decode_section(d, ctx):
         f"{st['tokens']} measured tokens, greedy; tok/s = (tokens − 1) / (t_last − t_first). "
         f"Prefill: {d['prefill_tok_s']['median']:.1f} tok/s median. Peak memory {_gb(d['peak_memory_bytes'])}."
     )
-    for note in st.get("reduced", []):
+    for note in st.get("reduced", []) + [n for n in d.get("notes", []) if n.startswith("partial")]:
         lines.append(f"\n> {note}")
     lines += ["", "## Where each token's time goes", ""]
     tok = s["token_ms"]

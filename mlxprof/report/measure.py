@@ -79,8 +79,12 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
     out = Path(out)
     results.check_writable(out)
     target = resolve(model, weights)  # bad model: one line, before anything runs
-    if image is not None and target.library != "mlx-vlm":
-        raise InputError(f"--image: {model} is a text model ({target.library}); it has no vision tower")
+    if image is not None:
+        if target.library != "mlx-vlm":
+            raise InputError(f"--image: {model} is a text model ({target.library}); it has no vision tower")
+        from ..vision_prep import open_image
+
+        open_image(image)  # a missing or broken image: one line, before anything is measured
     if bits:
         from .. import compare as cmp_
 
