@@ -121,6 +121,7 @@ def run_all(aliases, dtype: str) -> list:
         for i, alias in enumerate(aliases, 1):
             print(f"[{i}/{len(aliases)}] {alias} …", file=sys.stderr, flush=True)
             rows.append(measure(alias, dtype))
+            print("    " + "  ".join(format_row(rows[-1])[1:]), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(rows)} of {len(aliases)} aliases measured", file=sys.stderr)
     return rows
