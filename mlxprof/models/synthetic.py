@@ -24,9 +24,14 @@ def _random_words(shape):
     block_rows = max(1, min(rows, _BLOCK_WORDS // max(cols, 1)))
     block = mx.random.randint(0, 2**31 - 1, (block_rows, cols), dtype=mx.int32)
     block = block.view(mx.uint32)
-    reps = -(-rows // block_rows)
-    words = mx.tile(block, (reps, 1))[:rows] if reps > 1 else block
-    return words.reshape(shape)
+    full, rest = divmod(rows, block_rows)
+    if full > 1 or rest:
+        # whole blocks plus the remainder, concatenated into an exact-size
+        # buffer: slicing an over-long tile keeps the whole tile alive (a view),
+        # ~0.9 GB of dead rows across Qwen3-8B's MLPs
+        parts = [mx.tile(block, (full, 1))] + ([block[:rest]] if rest else [])
+        block = mx.concatenate(parts) if len(parts) > 1 else parts[0]
+    return block.reshape(shape)
 
 
 def _random_float(shape, dtype, scale):
@@ -71,9 +76,16 @@ def build_model(spec, dtype=None, seed: int = 0, materialize: bool = True, libra
     model = build(config, library, where)
     lm = text_module(model, library)
     quantize(lm, config, prefix="language_model." if lm is not model else "")
-    lm.update(tree_unflatten(_random_params(lm, dtype)))
+    params = _random_params(lm, dtype)
     if materialize:
-        mx.eval(lm.parameters())
+        # one tensor at a time: only that tensor's random block and float
+        # temporaries are alive beside the finished weights (one eval of the
+        # whole tree holds every tensor's temporaries at once)
+        for _, v in params:
+            mx.eval(v)
+    lm.update(tree_unflatten(params))
+    if materialize:
+        mx.eval(lm.parameters())  # parameters the generator left as initialised (integer buffers)
     return model
 
 
