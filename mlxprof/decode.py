@@ -95,6 +95,10 @@ class DecodeResult(Result):
     # set of traced runs whose host records are `gpu_runs` (not part of tok_s)
     gpu: Optional[GpuTimeline] = None
     gpu_runs: List[RunRecord] = []
+    # K and V one token reads at kv_context (the middle measured token), beside
+    # the weights in model.bytes_per_token; None in results saved before it existed
+    kv_bytes_per_token: Optional[int] = None
+    kv_context: Optional[int] = None
 
 
 def make_step(model, cache, stream):

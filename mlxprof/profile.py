@@ -50,6 +50,7 @@ def decode(
         settings.image, settings.image_size = image, vision.prompt.image_size
         notes.append(vlm.prompt_note(vision.prompt))
     settings.prompt_tokens = len(ids)
+    kv_context = settings.prompt_tokens + settings.warmup + settings.tokens // 2
     prov = s.provenance(command)
     done, traced, failed = [], [], []
     timeline = None
@@ -67,6 +68,7 @@ def decode(
             provenance=prov, model=s.identity, settings=settings, tok_s=tok, prefill_tok_s=pre,
             split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in done),
             runs=done, notes=notes + extra, gpu=timeline, gpu_runs=traced,
+            kv_bytes_per_token=s.kv_bytes(kv_context), kv_context=kv_context,
         )
 
     def on_run(rec):

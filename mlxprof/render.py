@@ -66,7 +66,10 @@ def decode_table(r, console=None):
     )
     t.add_row("per token", f"{s.token_ms:.2f} ms: {split}   rest {s.unattributed_ms:.2f} ms")
     t.add_row("verdict", r.verdict.sentence)
-    t.add_row("bytes/token", f"{fmt_bytes(m.bytes_per_token)} streamed → {m.bytes_per_token / (s.token_ms / 1e3) / 1e9:.1f} GB/s effective")
+    kv = (f" + KV cache {fmt_bytes(r.kv_bytes_per_token)} read at context {r.kv_context}"
+          if r.kv_bytes_per_token is not None else "")
+    t.add_row("bytes/token", f"{fmt_bytes(m.bytes_per_token)} weights streamed{kv} → "
+                             f"{m.bytes_per_token / (s.token_ms / 1e3) / 1e9:.1f} GB/s effective (weights)")
     t.add_row("peak memory", fmt_bytes(r.peak_memory_bytes))
     v = p.versions
     t.add_row("versions", f"mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}")

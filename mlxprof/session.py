@@ -49,6 +49,15 @@ class Session:
                                  prompt_tokens, prompt, dtype=self.model.dtype,
                                  dtype_reason=self.dtype_reason)
 
+    def kv_bytes(self, context: int) -> int:
+        """K and V bytes one decode token reads with `context` tokens of history
+        (sliding-window and KV-shared layers accounted), at the activation dtype."""
+        import mlx.core as mx
+
+        from .models.weights import kv_cache_bytes
+
+        return kv_cache_bytes(self.model, context, getattr(mx, self.model.dtype).size)
+
     def provenance(self, command: Optional[str] = None) -> "results.Provenance":
         return results.provenance(command, chip=self.chip)
 

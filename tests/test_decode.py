@@ -164,3 +164,23 @@ def test_summary_statistics_match_runs(tiny_decode_json):
     r = results.load(tiny_decode_json, decode.DecodeResult)
     xs = [run.tok_s for run in r.runs]
     assert r.tok_s.median == statistics.median(xs) and r.tok_s.samples == xs
+
+
+def test_decode_reports_the_kv_cache_a_token_reads():
+    """gemma3n-tiny at context 20: of 6 layers, 2 share another layer's KV; of
+    the 4 with a cache, layer 2 is full attention (20 positions) and 3 slide
+    over 16: (3 × 16 + 20) positions × 2 kv heads × 32 × (K and V) × the
+    activation dtype's bytes (float32 on the CPU)."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from mlxprof.cli import main
+
+    r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--runs", "1", "--warmup", "2",
+                                  "--tokens", "4", "--prompt-tokens", "16", "-q", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    d = _json.loads(r.stdout)
+    assert d["kv_context"] == 16 + 2 + 4 // 2
+    itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[d["model"]["dtype"]]
+    assert d["kv_bytes_per_token"] == (3 * 16 + 20) * 2 * 32 * 2 * itemsize

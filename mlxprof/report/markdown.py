@@ -81,6 +81,9 @@ def decode_section(d, ctx):
     lines += ["", f"**Verdict: {d['verdict']['label']}.** {d['verdict']['sentence']}", ""]
     mb = d["model"]["bytes_per_token"]
     lines.append(f"Weights streamed per token: {_gb(mb)} → {mb / (tok / 1e3) / 1e9:.1f} GB/s effective at the median token time.")
+    if d.get("kv_bytes_per_token") is not None:
+        lines.append(f"KV cache read per token at context {d['kv_context']}: {_gb(d['kv_bytes_per_token'])} "
+                     "(sliding-window and KV-shared layers accounted).")
     if ctx["plots"].get("decode"):
         lines += ["", f"![per-token latency]({ctx['plots']['decode']})"]
     return "\n".join(lines)
