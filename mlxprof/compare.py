@@ -161,9 +161,7 @@ def run(model, bits="4,8,16", weights="auto", dtype=None, runs=None, warmup=None
     r = _summarize(recs, extra, settings, chip, floor, notes)
     r = CompareResult(provenance=results.provenance(command, chip=chip), family=family,
                       order="interleaved" if interleaved else "sequential", **r)
-    if json_path:
-        results.save(r, json_path)
-    return r
+    return r  # json_path is checked before any work; the caller saves it after printing
 
 
 def _all_fit(targets, dtype, chip) -> bool:

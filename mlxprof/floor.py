@@ -288,6 +288,4 @@ def run(model, weights="auto", dtype=None, iterations=None, warmup=None, probe_m
     else:
         ref = short_decode(s.model, s.backend, s.identity.bytes_per_token, runs, decode_warmup, tokens)
     r = measure_floor(s, iterations, warmup, probe_mb, True, ref, command, notes)
-    if json_path:
-        results.save(r, json_path)
-    return r
+    return r  # json_path is checked before any work; the caller saves it after printing

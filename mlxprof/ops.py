@@ -256,7 +256,6 @@ DEFAULT_CONTEXT = 16  # "just after a short prompt": decode's default prompt len
 def run(model, weights="auto", dtype=None, context=None, json_path=None, dot_path=None,
         diff_path=None, command=None) -> OpsResult:
     """Validate everything, then build and histogram the step (the CLI's glue)."""
-    from . import results
     from .session import open_session
 
     other = load_histogram(diff_path) if diff_path else None
@@ -265,6 +264,4 @@ def run(model, weights="auto", dtype=None, context=None, json_path=None, dot_pat
     r = step_histogram(s, context or DEFAULT_CONTEXT, dot_path, command)
     if other is not None:
         r.diff = diff(r, other, diff_path)
-    if json_path:
-        results.save(r, json_path)
-    return r
+    return r  # json_path is checked before any work; the caller saves it after printing

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from . import decode as dec
 from . import stats
+from .errors import OutputError
 from .results import ModelIdentity, Result
 
 DEFAULT_ROUNDS = 5
@@ -265,6 +266,7 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
     loops = loops_for(s.model)
     order = stats.interleave(list(loops), settings.rounds)
     done: List[LoopRun] = []
+    failed: List[Exception] = []
 
     def build_result(partial):
         tok, cmp, agree = summarize(done, s.model.library)
@@ -276,8 +278,11 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
 
     def on_run(run):
         done.append(run)
-        if json_path and len(done) % len(loops) == 0:
-            results.save(build_result(partial=len(done) < len(order)), json_path)
+        if json_path and len(done) % len(loops) == 0 and not failed:
+            try:
+                results.save(build_result(partial=len(done) < len(order)), json_path)
+            except OutputError as e:  # keep measuring; the caller's final save says where it went
+                failed.append(e)
 
     with Progress(progress, len(order), "parity") as bar:
         interleaved_runs(s.model, ids, settings.rounds, settings.warmup, settings.tokens, loops,

@@ -322,3 +322,22 @@ def test_a_partial_decode_says_so_in_the_document(tmp_path):
     r = run("report", "--from", str(src), "--out", str(tmp_path / "p.md"), "--no-plots")
     assert r.exit_code == 0, r.output
     assert "partial: 2 of 3 runs finished" in (tmp_path / "p.md").read_text()
+
+
+def test_floor_prints_its_table_before_a_failed_write(tmp_path, monkeypatch):
+    real = results._write_atomic
+
+    def full_disk(path, text):
+        if str(path).endswith("f.json"):
+            raise OSError(28, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(results, "_write_atomic", full_disk)
+    r = run("floor", "-m", "gemma3n-tiny", "--no-decode", "--iterations", "2", "--probe-mb", "1",
+            "--json", str(tmp_path / "f.json"))
+    assert r.exit_code == 1 and "GB/s" in r.stdout  # the table came first
+    kept = r.stderr.strip().splitlines()[-1].split("kept in ")[1].strip()
+    try:
+        assert json.loads(open(kept).read())["kind"] == "floor"
+    finally:
+        os.unlink(kept)
