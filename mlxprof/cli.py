@@ -38,10 +38,16 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report)
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
                    "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
+@click.option("--metal-capture", default=None, metavar="FILE.gputrace",
+              help="Metal only: capture --capture-tokens decode tokens (after --warmup outside the capture) "
+                   "in a fresh process started with MTL_CAPTURE_ENABLED=1, into a new FILE.gputrace for "
+                   "Xcode's Metal debugger (the GPU timeline); nothing is timed.")
+@click.option("--capture-tokens", type=int, default=None, metavar="N",
+              help="Decode tokens inside the --metal-capture.")
 @env_option
 @click.pass_context
 def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
-           gpu_timeline, trace_path, env, image=None, image_size=None):
+           gpu_timeline, trace_path, metal_capture, capture_tokens, env, image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -55,10 +61,16 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     --gpu-timeline the GPU busy fraction is used instead:
     >= 0.8 GPU-bound, <= 0.6 host-bound, otherwise mixed.
     On the CPU backend async_eval computes the token itself: no GPU verdict.
+
+    With --metal-capture (Metal): a GPU capture for Xcode instead of a measurement.
     """
     from . import profile, render
     from .decode import DecodeResult
 
+    if metal_capture is not None or capture_tokens is not None:  # a Metal GPU capture, not a measurement
+        from . import capture
+
+        return finish(capture.decode(ctx, command_line()), json_path, capture.print_result)
     if env:
         from .subproc import parse_env
 
