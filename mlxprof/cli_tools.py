@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from .cli_options import (CONTEXT, command_line, counts, file_path, finish, json_option, model_options,
-                          quiet_option, weights_options)
+from .cli_options import (CONTEXT, check_stdout, command_line, counts, file_path, finish, format_option,
+                          json_option, model_options, quiet_option, show, weights_options)
 from .errors import InputError
 
 
@@ -66,6 +66,7 @@ def env(json_path, gating_file):
               help="Result file, rewritten after every point [default: mlxprof-sweep-MODEL-TIME.json, "
                    "or the --resume file]; `-` prints the result on stdout (points still go to the "
                    "default file, for --resume).")
+@format_option
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue a partial sweep from its result file (same model, knobs and settings).")
 @click.option("--overwrite", is_flag=True,
@@ -76,7 +77,7 @@ def env(json_path, gating_file):
               help="Gating file for --save-gating [default: mlxprof's per-user file].")
 @quiet_option
 def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
-          resume, overwrite, force, save_gating, gating_file, quiet):
+          fmt, resume, overwrite, force, save_gating, gating_file, quiet):
     """Sweep MLX environment knobs, each point in a fresh process.
 
     \b
@@ -100,6 +101,7 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
     from . import render
     from . import sweep as sw
 
+    check_stdout(json_path, fmt)
     knobs = {}
     for spec in knob_specs:
         name, values = sw.parse_knob(spec)
@@ -126,11 +128,11 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
             command=command_line(),
         )
     except sw.SweepInterrupted as e:
-        render.sweep_table(e.result)
+        show(e.result, render.sweep_table, fmt)
         path = json_path or resume
         click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
         sys.exit(130)
-    finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume)
+    finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume, fmt=fmt)
     if result.points and not result.ok_points():
         first = result.points[0]
         click.echo(f"mlxprof: error: every point failed; first, {first.label}: {sw.failure_reason(first.error)}",
@@ -204,3 +206,4 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
 def _default_out(name, backend):
     safe = name.replace("/", "_").strip("._") or "report"
     return f"docs/benchmark_results/{safe}-{backend or 'unknown'}.md"
+
