@@ -19,7 +19,7 @@ def main():
     this chip."""
 
 
-for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report):
+for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report, cli_tools.diff):
     main.add_command(_cmd)
 
 

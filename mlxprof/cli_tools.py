@@ -1,5 +1,5 @@
 """Commands about the tool and its results rather than one measurement:
-`models`, `env`, `sweep`, `report`."""
+`models`, `env`, `sweep`, `report`, `diff`."""
 
 import sys
 
@@ -207,3 +207,46 @@ def _default_out(name, backend):
     safe = name.replace("/", "_").strip("._") or "report"
     return f"docs/benchmark_results/{safe}-{backend or 'unknown'}.md"
 
+
+@click.command(context_settings=CONTEXT)
+@click.argument("a_path", metavar="A.json", type=click.Path(dir_okay=False))
+@click.argument("b_path", metavar="B.json", type=click.Path(dir_okay=False))
+@click.option("--fail-if-slower", "threshold", metavar="X%", default=None,
+              help="Exit 1 (after printing and saving the diff) when B is slower than A by more than X "
+                   "(5% or 0.05): the upper end of the 95% bootstrap CI of median(B) / median(A) tok/s "
+                   "is below 1 − X, for any tok/s metric of the diff.")
+@json_option()
+@format_option
+def diff(a_path, b_path, threshold, json_path, fmt):
+    """Two saved results of one kind side by side: B against A.
+
+    \b
+    mlxprof diff before.decode.json after.decode.json --fail-if-slower 5%
+
+    Reads decode, ops, floor, sweep, compare and parity results. Lists the
+    provenance, model and settings fields that differ (versions, chip,
+    knobs, weights, token counts …), warning first when the two mix real
+    and synthetic weights, chips or token counts. Then every metric: A, B,
+    B − A, B / A and, from the raw samples, the bootstrap 95% CI of the
+    ratio of medians, a p-value and a verdict ("significant gain" means B
+    is better). tok/s compares one sample per run; build / submit / wait /
+    token ms compare every token, grouped by run (the CI resamples runs);
+    sweep values compare their points; op histograms and floors give
+    deltas. The samples column says which.
+
+    \b
+    Exit codes: 0 done; 1 B is slower than --fail-if-slower allows (one
+    line `mlxprof diff: B is slower than A by …` on stderr); 2 bad input
+    (files of different kinds, an unreadable file, a bad threshold).
+    """
+    from . import diff as diff_mod
+    from . import diff_table, results
+
+    limit = None if threshold is None else diff_mod.parse_threshold(threshold)
+    if file_path(json_path):
+        results.check_writable(json_path)
+    result = diff_mod.diff(a_path, b_path, fail_if_slower=limit, command=command_line())
+    finish(result, json_path, diff_table.diff_table, fmt=fmt)
+    if result.slower:
+        click.echo(f"mlxprof diff: {diff_mod.slower_sentence(result)}", err=True)
+        sys.exit(1)
