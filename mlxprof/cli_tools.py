@@ -209,8 +209,8 @@ def _default_out(name, backend):
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("a_path", metavar="A.json", type=click.Path(dir_okay=False))
-@click.argument("b_path", metavar="B.json", type=click.Path(dir_okay=False))
+@click.argument("a_path", metavar="A.json")
+@click.argument("b_path", metavar="B.json")
 @click.option("--fail-if-slower", "threshold", metavar="X%", default=None,
               help="Exit 1 (after printing and saving the diff) when B is slower than A by more than X "
                    "(5% or 0.05): the upper end of the 95% bootstrap CI of median(B) / median(A) tok/s "

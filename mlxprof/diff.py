@@ -27,7 +27,6 @@ ops results hold none.
 """
 
 import math
-import re
 import statistics
 from typing import Dict, List, Optional, Sequence
 
@@ -64,6 +63,8 @@ class MetricDiff(Record):
     p_value: Optional[float] = None
     verdict: Optional[str] = None  # stats.compare's, B against A
     samples: str  # a key of SAMPLES, with the counts: "runs (3+3)"
+    n_a: Optional[int] = None  # independent samples: runs, points or evaluations (tokens count by run)
+    n_b: Optional[int] = None
     higher_is_better: Optional[bool] = None
     rate: bool = False  # a tok/s metric: what --fail-if-slower gates
 
@@ -108,15 +109,16 @@ def sampled_metric(name: str, xa, xb, label: str, higher_is_better: bool = True,
     xa, xb = _clean(xa), _clean(xb)
     count = (f"{label} ({len(xa)}+{len(xb)})" if units is None
              else f"{label} ({len(xa)}+{len(xb)} in {len(units[0])}+{len(units[1])})")
+    n_a, n_b = (len(xa), len(xb)) if units is None else map(len, units)
     if not xa or not xb:
         m = value_metric(name, statistics.median(xa) if xa else None, statistics.median(xb) if xb else None,
                          higher_is_better)
-        return m.model_copy(update=dict(samples=count, rate=rate))
+        return m.model_copy(update=dict(samples=count, rate=rate, n_a=n_a, n_b=n_b))
     c = stats.compare(xa, xb, higher_is_better=higher_is_better, units=units)
     a, b = c.baseline_summary.median, c.candidate_summary.median
     return MetricDiff(metric=name, a=a, b=b, delta=b - a, ratio=None if math.isnan(c.ratio) else c.ratio,
                       ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value, verdict=c.verdict,
-                      samples=count, higher_is_better=higher_is_better, rate=rate)
+                      samples=count, n_a=n_a, n_b=n_b, higher_is_better=higher_is_better, rate=rate)
 
 
 def decode_metrics(a, b) -> List[MetricDiff]:
@@ -159,13 +161,16 @@ def floor_metrics(a, b) -> List[MetricDiff]:
     return out
 
 
+def _pairs(items_a, items_b, key):
+    """(a, b) for each key both sides hold, in A's order (values, variants,
+    loops that only one side measured are left out)."""
+    by_key = {key(x): x for x in items_b}
+    return [(x, by_key[key(x)]) for x in items_a if key(x) in by_key]
+
+
 def sweep_metrics(a, b) -> List[MetricDiff]:
-    rows_b = {r.label: r for r in b.rows}
     out = []
-    for ra in a.rows:
-        rb = rows_b.get(ra.label)
-        if rb is None:
-            continue
+    for ra, rb in _pairs(a.rows, b.rows, lambda r: r.label):
         units = tuple([p.tok_s for p in x.ok_points() if p.label == ra.label] for x in (a, b))
         out.append(sampled_metric(f"tok/s [{ra.label}]", [], [], "points", rate=True, units=units))
         if ra.label != a.baseline:
@@ -174,36 +179,28 @@ def sweep_metrics(a, b) -> List[MetricDiff]:
 
 
 def compare_metrics(a, b) -> List[MetricDiff]:
-    vb = {v.bits: v for v in b.variants}
     out = []
-    for va in a.variants:
-        v = vb.get(va.bits)
-        if v is None:
-            continue
+    for va, vb in _pairs(a.variants, b.variants, lambda v: v.bits):
         k = va.bits
-        out.append(sampled_metric(f"tok/s [{k}]", va.tok_s.samples, v.tok_s.samples, "runs", rate=True))
-        out += [value_metric(f"{ph} ms [{k}] (median)", getattr(va.split, f"{ph}_ms"), getattr(v.split, f"{ph}_ms"),
-                             False) for ph in ("token", "build", "submit", "wait")]
-        if va.floor_ms and v.floor_ms:
-            out.append(sampled_metric(f"floor ms [{k}]", va.floor_ms.samples, v.floor_ms.samples, "evaluations",
+        out.append(sampled_metric(f"tok/s [{k}]", va.tok_s.samples, vb.tok_s.samples, "runs", rate=True))
+        out += [value_metric(f"{ph} ms [{k}] (median)", getattr(va.split, f"{ph}_ms"),
+                             getattr(vb.split, f"{ph}_ms"), False) for ph in ("token", "build", "submit", "wait")]
+        if va.floor_ms and vb.floor_ms:
+            out.append(sampled_metric(f"floor ms [{k}]", va.floor_ms.samples, vb.floor_ms.samples, "evaluations",
                                       False))
-        out += [value_metric(f"GEMV GB/s [{k}]", va.floor_gb_s, v.floor_gb_s, True),
-                value_metric(f"bytes/token [{k}]", va.bytes_per_token, v.bytes_per_token, False),
-                value_metric(f"graph nodes [{k}]", va.nodes, v.nodes)]
-    cb = {(c.candidate, c.baseline): c for c in b.comparisons}
-    for c in a.comparisons:
-        if (c.candidate, c.baseline) in cb:
-            out.append(value_metric(f"{c.candidate} / {c.baseline} tok/s", c.ratio,
-                                    cb[c.candidate, c.baseline].ratio))
+        out += [value_metric(f"GEMV GB/s [{k}]", va.floor_gb_s, vb.floor_gb_s, True),
+                value_metric(f"bytes/token [{k}]", va.bytes_per_token, vb.bytes_per_token, False),
+                value_metric(f"graph nodes [{k}]", va.nodes, vb.nodes)]
+    for ca, cb in _pairs(a.comparisons, b.comparisons, lambda c: (c.candidate, c.baseline)):
+        out.append(value_metric(f"{ca.candidate} / {ca.baseline} tok/s", ca.ratio, cb.ratio))
     return out
 
 
 def parity_metrics(a, b) -> List[MetricDiff]:
-    out = [sampled_metric(f"tok/s [{loop}]", s.samples, b.tok_s[loop].samples, "runs", rate=True)
-           for loop, s in a.tok_s.items() if loop in b.tok_s]
-    c, d = a.comparison, b.comparison
-    if (c.candidate, c.baseline) == (d.candidate, d.baseline):
-        out.append(value_metric(f"{c.candidate} / {c.baseline} tok/s", c.ratio, d.ratio))
+    out = [sampled_metric(f"tok/s [{loop}]", sa.samples, sb.samples, "runs", rate=True)
+           for (loop, sa), (_, sb) in _pairs(a.tok_s.items(), b.tok_s.items(), lambda kv: kv[0])]
+    for ca, cb in _pairs([a.comparison], [b.comparison], lambda c: (c.candidate, c.baseline)):
+        out.append(value_metric(f"{ca.candidate} / {ca.baseline} tok/s", ca.ratio, cb.ratio))
     return out
 
 
@@ -220,8 +217,9 @@ IDENTITY = {
     "sweep": ("model_name", "model", "settings", "decode", "knobs", "baseline"),
     "compare": ("family", "order", "settings"),
 }
-# Flattened fields that count tokens: a difference in one is warned about.
-TOKEN_FIELDS = ("tokens", "warmup", "prompt_tokens", "context", "kv_context")
+# Flattened fields that count tokens (sweep: `decode.*`): a difference in one is warned about.
+TOKEN_FIELDS = tuple(f"{s}.{k}" for s in ("settings", "decode") for k in ("tokens", "warmup", "prompt_tokens")) \
+    + ("context", "kv_context")
 
 
 def _flat(value, prefix: str, out: Dict[str, str]):
@@ -268,7 +266,7 @@ def mix_warnings(a: Result, b: Result, diffs: List[FieldDiff]) -> List[str]:
     if (pa.chip, pa.backend) != (pb.chip, pb.backend):
         out.append(f"chips differ: A {pa.chip} ({pa.backend}), B {pb.chip} ({pb.backend}): "
                    "the hardware is part of the difference")
-    counts = [d for d in diffs if d.field.rsplit(".", 1)[-1] in TOKEN_FIELDS]
+    counts = [d for d in diffs if d.field in TOKEN_FIELDS]
     if counts:
         out.append("token counts differ: " + ", ".join(f"{d.field} {d.a} → {d.b}" for d in counts)
                    + " (tok/s and per-token times depend on the context length)")
@@ -276,13 +274,8 @@ def mix_warnings(a: Result, b: Result, diffs: List[FieldDiff]) -> List[str]:
 
 
 def _few_runs(metrics: List[MetricDiff]) -> List[str]:
-    out = []
-    for m in metrics:
-        n = re.search(r"\((\d+)\+(\d+)", m.samples) if m.rate else None
-        if n and min(map(int, n.groups())) < 2:
-            out.append(f"{m.metric}: a single sample on one side ({m.samples}): no spread, "
-                       "the CI is the ratio itself")
-    return out
+    return [f"{m.metric}: a single sample on one side ({m.samples}): no spread, the CI is the ratio itself"
+            for m in metrics if m.rate and m.n_a is not None and min(m.n_a, m.n_b) < 2]
 
 
 # ---------------------------------------------------------------- the diff

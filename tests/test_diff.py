@@ -118,6 +118,7 @@ def test_a_single_run_is_warned_about(tmp_path):
     a = save(decode_result([100.0]), tmp_path / "a.json")
     d = diff.diff(a, a)
     assert any("single sample" in w for w in d.warnings)
+    assert metric(d, "tok/s").n_a == 1 and metric(d, "build ms").n_a == 1  # tokens count by run
 
 
 @pytest.mark.parametrize("bad", ["abc", "150%", "100%", "-5%", "5", "1", "nan", ""])
@@ -135,6 +136,7 @@ def test_unreadable_or_mixed_inputs_exit_2(tmp_path, a_json, monkeypatch):
     assert "'decode' result and" in one_line(run(a_json, ops))
     assert "not a JSON result" in one_line(run(a_json, corrupt))
     assert "no such file" in one_line(run(a_json, tmp_path / "absent.json"))
+    assert "not a JSON result" in one_line(run(tmp_path, a_json))  # a directory
     assert "not 'env'" in one_line(run(env, env))
     assert "ops results hold no tok/s" in one_line(run(ops, ops, "--fail-if-slower", "5%"))
 
