@@ -214,7 +214,8 @@ def _default_out(name, backend):
 @click.option("--fail-if-slower", "threshold", metavar="X%", default=None,
               help="Exit 1 (after printing and saving the diff) when B is slower than A by more than X "
                    "(5% or 0.05): the upper end of the 95% bootstrap CI of median(B) / median(A) tok/s "
-                   "is below 1 − X, for any tok/s metric of the diff.")
+                   "is below 1 − X, for any tok/s metric of the diff (the CI, not the rank test, "
+                   "decides: 3 runs a side can never reach p < 0.05).")
 @json_option()
 @format_option
 def diff(a_path, b_path, threshold, json_path, fmt):
@@ -231,8 +232,8 @@ def diff(a_path, b_path, threshold, json_path, fmt):
     ratio of medians, a p-value and a verdict ("significant gain" means B
     is better). tok/s compares one sample per run; build / submit / wait /
     token ms compare every token, grouped by run (the CI resamples runs);
-    sweep values compare their points; op histograms and floors give
-    deltas. The samples column says which.
+    sweep values compare their points, floors their timed evaluations; op
+    histograms give deltas. The samples column says which.
 
     \b
     Exit codes: 0 done; 1 B is slower than --fail-if-slower allows (one
