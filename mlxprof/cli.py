@@ -4,9 +4,9 @@ command a thin call into the library (options and output policy: cli_options.py)
 import click
 
 from . import cli_tools
-from .cli_options import (CONTEXT, Group, command_line, counts, file_path, finish, image_options,
-                          in_subprocess, json_option, model_options, prompt_option, quiet_option,
-                          weights_options)
+from .cli_options import (CONTEXT, Group, command_line, counts, file_path, finish, format_option,
+                          image_options, in_subprocess, json_option, model_options, prompt_option,
+                          quiet_option, weights_options)
 from .errors import InputError
 from .subproc import env_option
 
@@ -19,7 +19,7 @@ def main():
     this chip."""
 
 
-for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report):
+for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report, cli_tools.diff):
     main.add_command(_cmd)
 
 
@@ -28,6 +28,7 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report)
 @counts(runs=3, warmup=20, tokens=100, prompt_tokens=16)
 @prompt_option
 @json_option("rewritten after every run")
+@format_option
 @image_options
 @quiet_option
 @click.option("--gpu-timeline", is_flag=True,
@@ -46,7 +47,7 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report)
               help="Decode tokens inside the --metal-capture.")
 @env_option
 @click.pass_context
-def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
+def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, fmt, quiet,
            gpu_timeline, trace_path, metal_capture, capture_tokens, env, image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
@@ -82,7 +83,7 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
             progress=not quiet, command=command_line(), gpu_timeline=gpu_timeline,
             trace_path=trace_path, image=image, image_size=image_size,
         )
-    finish(result, json_path, render.decode_table, trace_path)
+    finish(result, json_path, render.decode_table, trace_path, fmt=fmt)
 
 
 @main.command(context_settings=CONTEXT)
@@ -260,11 +261,12 @@ def floor(ctx, model, weights, dtype, decode_path, no_decode, runs, warmup, toke
 @counts(runs="5 per variant; 3 for big models on the CPU", warmup=20, tokens=100, prompt_tokens=16)
 @click.option("--no-floor", is_flag=True, help="Skip the per-variant streaming floor.")
 @json_option()
+@format_option
 @quiet_option
 @env_option
 @click.pass_context
 def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens, no_floor,
-            json_path, quiet, env):
+            json_path, fmt, quiet, env):
     """Bits side by side: is the lower-bit model faster here, and why?
 
     For each variant of an alias family: decode tok/s (best, median, spread),
@@ -287,7 +289,7 @@ def compare(ctx, model, bits, weights, dtype, runs, warmup, tokens, prompt_token
         result = cmp.run(model, bits, weights, dtype, runs, warmup, tokens, prompt_tokens,
                          floor=not no_floor, json_path=file_path(json_path), progress=not quiet,
                          command=command_line())
-    finish(result, json_path, render.compare_table)
+    finish(result, json_path, render.compare_table, fmt=fmt)
 
 
 if __name__ == "__main__":  # pragma: no cover

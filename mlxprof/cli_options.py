@@ -6,6 +6,7 @@ import sys
 import click
 
 from .errors import InputError, OutputError
+from .formats import FORMATS
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
@@ -141,7 +142,27 @@ def prompt_option(f):
 def _not_empty(ctx, param, value):
     if value is not None and not str(value).strip():
         raise InputError(f"{param.opts[0]} '': name a file, or `-` for stdout")
+    check_stdout(value, ctx.params.get("fmt"))
     return value
+
+
+def check_stdout(json_path, fmt):
+    """`--json -` and `--format md|csv|jsonl` would both print on stdout."""
+    if json_path == "-" and fmt not in (None, "table"):
+        raise InputError(f"--json - and --format {fmt} both print on stdout: give one (or --json FILE)")
+
+
+def _format_alone(ctx, param, value):
+    check_stdout(ctx.params.get("json_path"), value)
+    return value
+
+
+def format_option(f):
+    """--format: how `finish` prints the result's table (formats.py)."""
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True, callback=_format_alone,
+                        help="Print the table as rich text (table), markdown (md), or one flat record a row for "
+                             "spreadsheets and databases: csv, jsonl (numbers unformatted, identifiers whole).")(f)
 
 
 def json_option(when: str = "when done"):
@@ -160,15 +181,26 @@ def file_path(json_path):
     return None if json_path in (None, "-") else json_path
 
 
-def finish(result, json_path, table, *written):
-    """Print the result: its JSON on stdout for `--json -`, else the table;
-    then save it (unless the library already did) and say what was written."""
+def show(result, table, fmt="table"):
+    """The result's table: `table(result)` (rich), or formats.write's md/csv/jsonl text."""
+    if fmt in (None, "table"):
+        table(result)
+    else:
+        from . import formats
+
+        click.echo(formats.write(result, fmt), nl=False)
+
+
+def finish(result, json_path, table, *written, fmt="table"):
+    """Print the result: its JSON on stdout for `--json -`, else the table
+    (in `fmt`, see `show`); then save it and say what was written."""
     from . import results
 
+    check_stdout(json_path, fmt)
     if json_path == "-":
         click.echo(result.model_dump_json(by_alias=True, indent=2))
     else:
-        table(result)
+        show(result, table, fmt)
     if json_path and json_path != "-":
         results.save(result, json_path)
     for path in (file_path(json_path),) + written:

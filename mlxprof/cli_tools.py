@@ -1,12 +1,12 @@
 """Commands about the tool and its results rather than one measurement:
-`models`, `env`, `sweep`, `report`."""
+`models`, `env`, `sweep`, `report`, `diff`."""
 
 import sys
 
 import click
 
-from .cli_options import (CONTEXT, command_line, counts, file_path, finish, json_option, model_options,
-                          quiet_option, weights_options)
+from .cli_options import (CONTEXT, check_stdout, command_line, counts, file_path, finish, format_option,
+                          json_option, model_options, quiet_option, show, weights_options)
 from .errors import InputError
 
 
@@ -66,6 +66,7 @@ def env(json_path, gating_file):
               help="Result file, rewritten after every point [default: mlxprof-sweep-MODEL-TIME.json, "
                    "or the --resume file]; `-` prints the result on stdout (points still go to the "
                    "default file, for --resume).")
+@format_option
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue a partial sweep from its result file (same model, knobs and settings).")
 @click.option("--overwrite", is_flag=True,
@@ -76,7 +77,7 @@ def env(json_path, gating_file):
               help="Gating file for --save-gating [default: mlxprof's per-user file].")
 @quiet_option
 def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_tokens, timeout, json_path,
-          resume, overwrite, force, save_gating, gating_file, quiet):
+          fmt, resume, overwrite, force, save_gating, gating_file, quiet):
     """Sweep MLX environment knobs, each point in a fresh process.
 
     \b
@@ -100,6 +101,7 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
     from . import render
     from . import sweep as sw
 
+    check_stdout(json_path, fmt)
     knobs = {}
     for spec in knob_specs:
         name, values = sw.parse_knob(spec)
@@ -126,11 +128,11 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
             command=command_line(),
         )
     except sw.SweepInterrupted as e:
-        render.sweep_table(e.result)
+        show(e.result, render.sweep_table, fmt)
         path = json_path or resume
         click.echo(f"interrupted: partial result in {path}; continue with --resume {path}", err=True)
         sys.exit(130)
-    finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume)
+    finish(result, "-" if to_stdout else None, render.sweep_table, json_path or resume, fmt=fmt)
     if result.points and not result.ok_points():
         first = result.points[0]
         click.echo(f"mlxprof: error: every point failed; first, {first.label}: {sw.failure_reason(first.error)}",
@@ -204,3 +206,48 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
 def _default_out(name, backend):
     safe = name.replace("/", "_").strip("._") or "report"
     return f"docs/benchmark_results/{safe}-{backend or 'unknown'}.md"
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("a_path", metavar="A.json")
+@click.argument("b_path", metavar="B.json")
+@click.option("--fail-if-slower", "threshold", metavar="X%", default=None,
+              help="Exit 1 (after printing and saving the diff) when B is slower than A by more than X "
+                   "(5% or 0.05): the upper end of the 95% bootstrap CI of median(B) / median(A) tok/s "
+                   "is below 1 − X, for any tok/s metric of the diff (the CI, not the rank test, "
+                   "decides: 3 runs a side can never reach p < 0.05).")
+@json_option()
+@format_option
+def diff(a_path, b_path, threshold, json_path, fmt):
+    """Two saved results of one kind side by side: B against A.
+
+    \b
+    mlxprof diff before.decode.json after.decode.json --fail-if-slower 5%
+
+    Reads decode, ops, floor, sweep, compare and parity results. Lists the
+    provenance, model and settings fields that differ (versions, chip,
+    knobs, weights, token counts …), warning first when the two mix real
+    and synthetic weights, chips or token counts. Then every metric: A, B,
+    B − A, B / A and, from the raw samples, the bootstrap 95% CI of the
+    ratio of medians, a p-value and a verdict ("significant gain" means B
+    is better). tok/s compares one sample per run; build / submit / wait /
+    token ms compare every token, grouped by run (the CI resamples runs);
+    sweep values compare their points, floors their timed evaluations; op
+    histograms give deltas. The samples column says which.
+
+    \b
+    Exit codes: 0 done; 1 B is slower than --fail-if-slower allows (one
+    line `mlxprof diff: B is slower than A by …` on stderr); 2 bad input
+    (files of different kinds, an unreadable file, a bad threshold).
+    """
+    from . import diff as diff_mod
+    from . import diff_table, results
+
+    limit = None if threshold is None else diff_mod.parse_threshold(threshold)
+    if file_path(json_path):
+        results.check_writable(json_path)
+    result = diff_mod.diff(a_path, b_path, fail_if_slower=limit, command=command_line())
+    finish(result, json_path, diff_table.diff_table, fmt=fmt)
+    if result.slower:
+        click.echo(f"mlxprof diff: {diff_mod.slower_sentence(result)}", err=True)
+        sys.exit(1)

@@ -180,6 +180,36 @@ def load(path, cls, kind: Optional[str] = None):
         raise InputError(f"{path}: invalid {want} result: {e.errors()[0]['msg']}")
 
 
+# Every kind of result mlxprof saves → "module:Class" under mlxprof, for readers
+# that take any kind (`load_result`, `mlxprof diff`); imported on first use.
+KINDS = {
+    "decode": "decode:DecodeResult", "ops": "ops:OpsResult", "floor": "floor:FloorResult",
+    "sweep": "sweep.result:SweepResult", "vlm": "vlm:VLMResult", "compare": "compare:CompareResult",
+    "parity": "parity:ParityResult", "env": "gating:EnvResult", "diff": "diff:DiffResult",
+}
+
+
+def result_class(kind: str):
+    """The Result class of a registered `kind`."""
+    import importlib
+
+    where = KINDS.get(kind) if isinstance(kind, str) else None
+    if where is None:
+        raise InputError(f"'{kind}' is not a kind of mlxprof result ({', '.join(KINDS)})")
+    module, name = where.split(":")
+    return getattr(importlib.import_module(f"mlxprof.{module}"), name)
+
+
+def load_result(path) -> Result:
+    """Any saved result, as its own class (see KINDS)."""
+    kind = load_any(path)["kind"]
+    try:
+        cls = result_class(kind)
+    except InputError as e:
+        raise InputError(f"{path}: {e}")
+    return load(path, cls, kind)
+
+
 def load_any(path) -> dict:
     """The raw dict of any mlxprof result file, schema-checked."""
     path = Path(path)
