@@ -4,9 +4,9 @@ command a thin call into the library (options and output policy: cli_options.py)
 import click
 
 from . import cli_tools
-from .cli_options import (CONTEXT, Group, command_line, counts, file_path, finish, image_options,
-                          in_subprocess, json_option, model_options, prompt_option, quiet_option,
-                          weights_options)
+from .cli_options import (CONTEXT, Group, command_line, counts, depth_option, file_path, finish,
+                          image_options, in_subprocess, json_option, model_options, prompt_option,
+                          quiet_option, weights_options)
 from .errors import InputError
 from .subproc import env_option
 
@@ -38,10 +38,11 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report)
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
                    "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
+@depth_option
 @env_option
 @click.pass_context
 def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
-           gpu_timeline, trace_path, env, image=None, image_size=None):
+           gpu_timeline, trace_path, depth, env, image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -59,6 +60,17 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     from . import profile, render
     from .decode import DecodeResult
 
+    if depth is not None:
+        from . import depth as dp
+        from .subproc import parse_env
+
+        dp.check_options(prompt_tokens=prompt_tokens, prompt=prompt, image=image, image_size=image_size,
+                         gpu_timeline=gpu_timeline, trace=trace_path)
+        result = in_subprocess(ctx, parse_env(env), dp.DepthResult) if env else dp.decode_at_depth(
+            model, depth, weights=weights, dtype=dtype, runs=runs,
+            warmup=warmup, tokens=tokens, json_path=file_path(json_path), progress=not quiet,
+            command=command_line())
+        return finish(result, json_path, dp.depth_table)
     if env:
         from .subproc import parse_env
 
