@@ -132,7 +132,9 @@ def _args(model):
 
 
 def memory_need(session, depth: int, warmup: int, tokens: int, prefill_step: int = PREFILL_STEP):
-    """(bytes needed, weight bytes, what was counted): weights + the KV cache at the last decoded position (in
+    """(bytes needed, weight bytes, what was counted): the weights as loaded
+    (mx.get_active_memory() once the session is open: parts built but never
+    evaluated hold nothing) + the KV cache at the last decoded position (in
     mlx-lm's 256-position blocks) + one fill chunk's attention scores and their
     softmax, which MLX's unfused attention materializes (always on the CPU; on
     CUDA for any query longer than one token, mlx/backend/cuda/
@@ -140,18 +142,19 @@ def memory_need(session, depth: int, warmup: int, tokens: int, prefill_step: int
     headroom (15% + 256 MiB, models.preflight)."""
     import mlx.core as mx
 
-    from .models.weights import kv_cache_bytes, total_bytes
+    from .models.weights import kv_cache_bytes
+    from .render import fmt_bytes
 
     m = session.model
     item = getattr(mx, m.dtype).size
     fill = max(depth, 1)
     last = -(-(fill + warmup + tokens) // KV_BLOCK) * KV_BLOCK
-    weights = total_bytes(m.model)
+    weights = mx.get_active_memory()
     kv = kv_cache_bytes(m, last, item)
     scores = 2 * _args(m).num_attention_heads * min(prefill_step, fill) * fill * item
     need = int((weights + kv + scores) * 1.15) + (256 << 20)
-    what = (f"weights {weights / 1e9:.2f} GB + KV cache {kv / 1e9:.2f} GB + a fill chunk's attention scores "
-            f"{scores / 1e9:.2f} GB, +15% + 256 MiB")
+    what = (f"weights {fmt_bytes(weights)} + KV cache {fmt_bytes(kv)} + a fill chunk's attention scores "
+            f"{fmt_bytes(scores)}, +15% + 256 MiB")
     return need, weights, what
 
 
@@ -163,14 +166,15 @@ def preflight(session, depths, warmup: int, tokens: int, prefill_step: int = PRE
     have, where = hardware.available_memory(session.chip)
     if have is None:
         return
-    for d in sorted(depths):
+    depths = sorted(depths)
+    for d in depths:
         need, weights, what = memory_need(session, d, warmup, tokens, prefill_step)
         # available RAM is read now, after the load: the weights are already out of it
         offered = have + weights if where == "available RAM" else have
         if need > offered:
             fit = [x for x in depths if x < d]
-            raise InputError(f"--depth {d} needs ~{need / 1e9:.1f} GB ({what}) but the device offers "
-                             f"{offered / 1e9:.1f} GB ({where})"
+            raise InputError(f"--depth {d} needs ~{need / 1e9:.2f} GB ({what}) but the device offers "
+                             f"{offered / 1e9:.2f} GB ({where})"
                              + (f"; depths up to {fit[-1]} fit" if fit else "; pick a smaller model"))
 
 

@@ -215,7 +215,8 @@ def depth_section(d, ctx):
         lines.append(f"\nFloor: weights {f['weights_ms']['median']:.3f} ms/token ({_gb(f['weight_bytes'])}), copy "
                      f"probe {_gbs(f['probe_gb_s'])}; {f['method']}.")
     lines.append(f"\n**{d['sentence']}**")
-    lines += [f"\n> {n}" for n in st.get("reduced", []) + [n for n in d.get("notes", []) if n.startswith(("partial", "CPU backend"))]]
+    said = [n for n in d.get("notes", []) if n.startswith(("partial", "CPU backend"))]
+    lines += [f"\n> {n}" for n in st.get("reduced", []) + said]
     if ctx["plots"].get("depth"):
         lines += ["", f"![decode at depth]({ctx['plots']['depth']})"]
     return "\n".join(lines)
