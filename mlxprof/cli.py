@@ -64,7 +64,7 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
         from . import depth as dp
         from .subproc import parse_env
 
-        dp.check_options(prompt_tokens=prompt_tokens, prompt=prompt, image=image, image_size=image_size,
+        dp.refuse_options(prompt_tokens=prompt_tokens, prompt=prompt, image=image, image_size=image_size,
                          gpu_timeline=gpu_timeline, trace=trace_path)
         result = in_subprocess(ctx, parse_env(env), dp.DepthResult) if env else dp.decode_at_depth(
             model, depth, weights=weights, dtype=dtype, runs=runs,

@@ -126,7 +126,7 @@ def plan_depths(text, backend: str, limit: Optional[int], after: int):
     return [d for d in depths if d not in over], notes
 
 
-def _args(model):
+def _text_args(model):
     text = model.text
     return getattr(text, "args", None) or getattr(text, "config", None)
 
@@ -137,8 +137,9 @@ def memory_need(session, depth: int, warmup: int, tokens: int, prefill_step: int
     evaluated hold nothing) + the KV cache at the last decoded position (in
     mlx-lm's 256-position blocks) + one fill chunk's attention scores and their
     softmax, which MLX's unfused attention materializes (always on the CPU; on
-    CUDA for any query longer than one token, mlx/backend/cuda/
-    scaled_dot_product_attention.cpp use_fallback), + the model preflight's
+    CUDA for any query longer than one token: `use_fallback` in MLX's
+    mlx/backend/cuda/scaled_dot_product_attention.cpp; a fused kernel needs
+    less, so this errs on the side of refusing), + the model preflight's
     headroom (15% + 256 MiB, models.preflight)."""
     import mlx.core as mx
 
@@ -151,14 +152,14 @@ def memory_need(session, depth: int, warmup: int, tokens: int, prefill_step: int
     last = -(-(fill + warmup + tokens) // KV_BLOCK) * KV_BLOCK
     weights = mx.get_active_memory()
     kv = kv_cache_bytes(m, last, item)
-    scores = 2 * _args(m).num_attention_heads * min(prefill_step, fill) * fill * item
+    scores = 2 * _text_args(m).num_attention_heads * min(prefill_step, fill) * fill * item
     need = int((weights + kv + scores) * 1.15) + (256 << 20)
     what = (f"weights {fmt_bytes(weights)} + KV cache {fmt_bytes(kv)} + a fill chunk's attention scores "
             f"{fmt_bytes(scores)}, +15% + 256 MiB")
     return need, weights, what
 
 
-def preflight(session, depths, warmup: int, tokens: int, prefill_step: int = PREFILL_STEP) -> None:
+def preflight_depths(session, depths, warmup: int, tokens: int, prefill_step: int = PREFILL_STEP) -> None:
     """Refuse, before any fill, a depth whose memory (memory_need) exceeds what
     the device offers (hardware.available_memory)."""
     from . import hardware
@@ -197,7 +198,7 @@ def fill_hook(model, ids: List[int], step: int = PREFILL_STEP, on_chunk=None):
     return prefill
 
 
-def measure_floor(session, probe_mb=None) -> DepthFloor:
+def floor_of(session, probe_mb=None) -> DepthFloor:
     from . import floor as fl
 
     r = fl.measure_floor(session, probe_mb=probe_mb)
@@ -244,7 +245,7 @@ def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None)
     )
 
 
-def sentence_of(points: List[DepthPoint]) -> str:
+def depth_sentence(points: List[DepthPoint]) -> str:
     from .render import fmt_bytes
 
     if not points:
@@ -259,7 +260,7 @@ def sentence_of(points: List[DepthPoint]) -> str:
             f"median (×{b.tok_s.median / a.tok_s.median:.2f}){floor}.")
 
 
-def check_options(**given) -> None:
+def refuse_options(**given) -> None:
     """--depth measures its own prompts: options that shape another run are refused in one line."""
     bad = [k.replace("_", "-") for k, v in given.items() if v not in (None, False, ())]
     if bad:
@@ -297,7 +298,7 @@ def decode_at_depth(model: str, depths=None, weights: str = "auto", dtype: Optio
     ds = s.plan(runs, warmup, tokens, prompt_tokens=1)
     settings = DepthSettings(depths=planned["depths"], runs=ds.runs, warmup=ds.warmup, tokens=ds.tokens,
                              prefill_step=prefill_step, dtype=ds.dtype, reduced=planned["notes"] + ds.reduced)
-    preflight(s, settings.depths, settings.warmup, settings.tokens, prefill_step)
+    preflight_depths(s, settings.depths, settings.warmup, settings.tokens, prefill_step)
     prov = s.provenance(command)
     notes = list(s.notes) + ["peak memory covers whole runs, the fill included",
                              "depth 0 prefills one token: decode starts from a token"]
@@ -309,12 +310,12 @@ def decode_at_depth(model: str, depths=None, weights: str = "auto", dtype: Optio
     def build(partial: bool) -> DepthResult:
         extra = [f"partial: {len(points)} of {len(settings.depths)} depths measured"] if partial else []
         return DepthResult(provenance=prov, model=s.identity, settings=settings, floor=fl, points=points,
-                           sentence=sentence_of(points), notes=notes + extra)
+                           sentence=depth_sentence(points), notes=notes + extra)
 
     total = len(settings.depths) * settings.runs * (settings.warmup + settings.tokens)
     with Progress(progress, total, "floor") as bar:
         if floor:
-            fl = measure_floor(s, probe_mb)
+            fl = floor_of(s, probe_mb)
         for d in settings.depths:
             points.append(measure_depth(s, d, settings, fl, bar))
             if json_path and not failed:

@@ -82,9 +82,9 @@ def test_preflight_refuses_a_depth_that_does_not_fit():
     big, _, _ = dp.memory_need(s, 3000, 2, 4)
     assert small < big
     s = dataclasses.replace(s, chip=_chip_with((small + big) // 2))  # CUDA free memory between the two
-    dp.preflight(s, [0, 64], 2, 4)
+    dp.preflight_depths(s, [0, 64], 2, 4)
     with pytest.raises(InputError, match=r"--depth 3000 needs .* \(CUDA free_memory\); depths up to 64 fit"):
-        dp.preflight(s, [3000, 0, 64], 2, 4)
+        dp.preflight_depths(s, [3000, 0, 64], 2, 4)
 
 
 def test_refused_before_any_fill(monkeypatch):
