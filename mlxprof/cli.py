@@ -4,8 +4,8 @@ command a thin call into the library (options and output policy: cli_options.py)
 import click
 
 from . import cli_tools
-from .cli_options import (CONTEXT, Group, command_line, counts, file_path, finish, format_option,
-                          image_options, in_subprocess, json_option, model_options, prompt_option,
+from .cli_options import (CONTEXT, Group, command_line, counts, depth_option, file_path, finish,
+                          format_option, image_options, in_subprocess, json_option, model_options, prompt_option,
                           quiet_option, weights_options)
 from .errors import InputError
 from .subproc import env_option
@@ -45,10 +45,11 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report,
                    "Xcode's Metal debugger (the GPU timeline); nothing is timed.")
 @click.option("--capture-tokens", type=int, default=None, metavar="N",
               help="Decode tokens inside the --metal-capture.")
+@depth_option
 @env_option
 @click.pass_context
 def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, fmt, quiet,
-           gpu_timeline, trace_path, metal_capture, capture_tokens, env, image=None, image_size=None):
+           gpu_timeline, trace_path, metal_capture, capture_tokens, depth, env, image=None, image_size=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -72,6 +73,17 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
         from . import capture
 
         return finish(capture.decode(ctx, command_line()), json_path, capture.print_result)
+    if depth is not None:
+        from . import depth as dp
+        from .subproc import parse_env
+
+        dp.refuse_options(prompt_tokens=prompt_tokens, prompt=prompt, image=image, image_size=image_size,
+                         gpu_timeline=gpu_timeline, trace=trace_path)
+        result = in_subprocess(ctx, parse_env(env), dp.DepthResult) if env else dp.decode_at_depth(
+            model, depth, weights=weights, dtype=dtype, runs=runs,
+            warmup=warmup, tokens=tokens, json_path=file_path(json_path), progress=not quiet,
+            command=command_line())
+        return finish(result, json_path, dp.depth_table, fmt=fmt)
     if env:
         from .subproc import parse_env
 

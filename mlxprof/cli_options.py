@@ -229,3 +229,12 @@ def in_subprocess(ctx, variables, cls):
 
         results.check_writable(ctx.params["json_path"])
     return subproc.rerun(ctx, variables, cls)
+
+
+def depth_option(f):
+    """--depth [D,D,…]: decode with the KV cache filled to each depth (mlxprof/depth.py)."""
+    return click.option("--depth", "depth", default=None, is_flag=False, flag_value="default",
+                        metavar="[D,D,…]",
+                        help="Decode at KV depths: fill the cache with D tokens, then measure tok/s, the "
+                             "split, peak memory and the floor (weights + KV read) per depth. Alone: "
+                             "0,1024,4096,16384 (0,256,1024 on the CPU backend).")(f)

@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from .cli_options import (CONTEXT, check_stdout, command_line, counts, file_path, finish, format_option,
-                          json_option, model_options, quiet_option, show, weights_options)
+from .cli_options import (CONTEXT, check_stdout, command_line, counts, depth_option, file_path, finish,
+                          format_option, json_option, model_options, quiet_option, show, weights_options)
 from .errors import InputError
 
 
@@ -154,12 +154,14 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
 @click.option("--gpu-timeline", is_flag=True, help="CUDA: record the kernel timeline (CUPTI) in the decode step.")
 @click.option("--image", type=click.Path(), default=None, help="Image for the text-vs-image section.")
 @click.option("--bits", default=None, help="Also compare bit widths of the model's family, e.g. 4,16.")
+@depth_option
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               metavar="FILE", help="Also write every result of the document as one JSON object "
                                    "{kind: result}; `-` prints it on stdout.")
 @quiet_option
-def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, bits, no_plots, json_path, quiet):
+def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, bits, depth, no_plots, json_path,
+           quiet):
     """Write a decode-profile markdown document.
 
     Either measures everything (decode best-of-N and the split, op
@@ -175,6 +177,8 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
 
     if bool(model) == bool(from_paths):
         raise InputError("give either --model (measure) or --from RESULT.json … (render), not both or neither")
+    if from_paths and depth:
+        raise InputError("--depth measures; with --from, pass the saved depth result as another --from")
     if from_paths:
         docs = rep.load_results(from_paths)
         if out is None:
@@ -187,7 +191,7 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
             out = _default_out(model, hardware.backend_name())
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         docs = rep.measure(model, Path(out), quick=quick, weights=weights, dtype=dtype, gpu_timeline=gpu_timeline,
-                           image=image, progress=not quiet, bits=bits, log=log)
+                           image=image, progress=not quiet, bits=bits, depth=depth, log=log)
     path = rep.write(docs, Path(out), plots=not no_plots)
     click.echo(f"wrote {path}", err=True)
     if json_path:

@@ -98,7 +98,18 @@ def diff_records(r) -> List[dict]:
              "slower": (m.metric in r.slower) if gated and m.rate else None} for m in r.metrics]
 
 
-RECORDS = {"decode": decode_records, "sweep": sweep_records, "compare": compare_records, "diff": diff_records}
+def depth_records(r) -> List[dict]:
+    """One row per depth: tok/s, the split, the KV bytes and the floor at that depth."""
+    return [{**_identity(r.model), **_where(r), "depth": p.depth, "kv_context": p.kv_context,
+             "kv_bytes_per_token": p.kv_bytes_per_token, "runs": p.tok_s.n, "tok_s_best": p.tok_s.best,
+             "tok_s_median": p.tok_s.median, "tok_s_mad": p.tok_s.mad, "fill_tok_s": p.fill_tok_s.median,
+             **{f"{ph}_ms": getattr(p.split, f"{ph}_ms") for ph in ("token", "build", "submit", "wait")},
+             "verdict": p.verdict.label, "floor_tok_s": p.floor_tok_s, "floor_share": p.floor_share,
+             "peak_memory_bytes": p.peak_memory_bytes} for p in r.points]
+
+
+RECORDS = {"decode": decode_records, "sweep": sweep_records, "compare": compare_records, "diff": diff_records,
+           "depth": depth_records}
 
 
 def records(result) -> List[dict]:

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..render import fmt_bytes as _gb
 
 SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
-ORDER = ["decode", "gpu", "floor", "ops", "sweep", "vlm", "compare", "parity"]
+ORDER = ["decode", "gpu", "floor", "depth", "ops", "sweep", "vlm", "compare", "parity"]
 
 
 def section(kind):
@@ -191,6 +191,34 @@ def floor_section(d, ctx):
     if d.get("probe"):
         lines.append(f"\nDevice copy probe: {_gbs(d['probe']['gb_s'])} (read + write).")
     lines.append(f"\n**{d['sentence']}**")
+    return "\n".join(lines)
+
+
+@section("depth")
+def depth_section(d, ctx):
+    st = d["settings"]
+    rows = [[str(x["depth"]), str(x["kv_context"]), _gb(x["kv_bytes_per_token"]),
+             f"{x['tok_s']['median']:.2f} ± {x['tok_s']['mad']:.2f}", f"{x['tok_s']['best']:.2f}",
+             f"{x['split']['token_ms']:.2f}",
+             f"{x['floor_tok_s']:.1f}" if x.get("floor_tok_s") else "–",
+             f"{x['floor_share']:.0%}" if x.get("floor_share") else "–",
+             f"{x['fill_tok_s']['median']:.1f}", _gb(x["peak_memory_bytes"])] for x in d["points"]]
+    lines = ["## Decode at depth", "",
+             f"Each depth: {st['runs']} runs, each a fresh KV cache filled with the depth's tokens (chunks of "
+             f"{st['prefill_step']}, not timed as decode), then {st['warmup']} warm-up and {st['tokens']} "
+             "measured tokens. KV/token: the K and V one token reads at the middle measured context "
+             "(sliding-window and KV-shared layers accounted).", "",
+             _table(["depth", "KV context", "KV/token", "tok/s median ± MAD", "best", "token ms", "floor tok/s",
+                     "of floor", "fill tok/s", "peak memory"], rows)]
+    f = d.get("floor")
+    if f:
+        lines.append(f"\nFloor: weights {f['weights_ms']['median']:.3f} ms/token ({_gb(f['weight_bytes'])}), copy "
+                     f"probe {_gbs(f['probe_gb_s'])}; {f['method']}.")
+    lines.append(f"\n**{d['sentence']}**")
+    said = [n for n in d.get("notes", []) if n.startswith(("partial", "CPU backend"))]
+    lines += [f"\n> {n}" for n in st.get("reduced", []) + said]
+    if ctx["plots"].get("depth"):
+        lines += ["", f"![decode at depth]({ctx['plots']['depth']})"]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Run every measurement a document holds, saving each JSON result beside it.
 
-Steps: decode, ops, floor (against the decode just measured), a sweep of
+Steps: decode, ops, floor (against the decode just measured), decode at
+depth when asked (--depth), a sweep of
 MLX_MAX_OPS_PER_BUFFER where the backend reads it, text vs image (vlm),
 the bits comparison when asked (--bits), parity with the library's own loop. Each step is a
 plain library call; its `command` (the CLI line that measures the same) is
@@ -69,7 +70,8 @@ class Steps:
 
 def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", dtype: Optional[str] = None,
             gpu_timeline: bool = False, image: Optional[str] = None, progress: bool = True,
-            steps: Optional[List[str]] = None, bits: Optional[str] = None, log=print) -> Dict[str, dict]:
+            steps: Optional[List[str]] = None, bits: Optional[str] = None, depth: Optional[str] = None,
+            log=print) -> Dict[str, dict]:
     """Run every measurement a report holds; return {kind: result dict} plus
     `_failures` (steps not measured), `_files` (kind → JSON path) and
     `_command` (the report command itself)."""
@@ -89,9 +91,14 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         from .. import compare as cmp_
 
         cmp_.parse_bits(bits, cmp_.family_of(model))
+    if depth not in (None, "default"):
+        from ..depth import parse_depths
+
+        parse_depths(depth)
     chip = hardware.detect()
     c = QUICK if quick else FULL
-    st = Steps(out.with_suffix(""), steps or ALL_STEPS + (["compare"] if bits else []), log)
+    st = Steps(out.with_suffix(""), steps or ALL_STEPS + (["compare"] if bits else []) + (["depth"] if depth else []),
+               log)
     # weights/dtype as the library gets them; `who` as the command line spells them (auto is the default)
     lib = dict(weights=weights, dtype=dtype)
     who = dict(model=model, weights=None if weights == "auto" else weights, dtype=dtype)
@@ -102,6 +109,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         command=mlxprof_command("decode", **who, **counts, gpu_timeline=gpu_timeline, json=p)))
     st.run("ops", lambda p: _ops_step(model, lib, who, p))
     st.run("floor", lambda p: _floor_step(model, lib, who, p, st.files.get("decode")))
+    st.run("depth", lambda p: _depth_step(model, lib, who, p, depth, c, progress))
     if chip.backend == "cpu":
         st.skip("sweep", f"sweep skipped: the CPU backend does not read {OPS_KNOB}")
     else:
@@ -127,7 +135,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         raise InputError("report: the decode measurement failed: " + "; ".join(st.failures))
     return {**st.docs, "_failures": st.failures, "_files": st.files,
             "_command": mlxprof_command("report", **who, quick=quick, gpu_timeline=gpu_timeline, image=image,
-                                        bits=bits, out=out)}
+                                        bits=bits, depth=depth, out=out)}
 
 
 def _ops_step(model, lib, who, path):
@@ -143,6 +151,14 @@ def _floor_step(model, lib, who, path, decode_path):
     return floor.run(model, **lib, decode_path=decode_path, no_decode=decode_path is None,
                      command=mlxprof_command("floor", **who, decode=decode_path, no_decode=decode_path is None,
                                              json=path))
+
+
+def _depth_step(model, lib, who, path, depth, c, progress):
+    from .. import depth as dp
+
+    counts = dict(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"])
+    return dp.decode_at_depth(model, depth, **lib, **counts, progress=progress,
+                              command=mlxprof_command("decode", **who, depth=depth, **counts, json=path))
 
 
 def _sweep_step(model, lib, who, path, c, quick, progress):

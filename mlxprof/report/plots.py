@@ -55,8 +55,34 @@ def sweep_plot(d: dict, path: Path) -> str:
     return path.name
 
 
-PLOTS: Dict[str, Callable] = {"decode": latency_plot, "sweep": sweep_plot}
-SUFFIX = {"decode": "latency", "sweep": "sweep"}  # file name after the document's stem
+def depth_plot(d: dict, path: Path) -> str:
+    """Decode tok/s (median, MAD bars) and floor tok/s against the KV depth."""
+    plt = _pyplot()
+    pts = sorted(d["points"], key=lambda x: x["depth"])
+    xs = [x["depth"] for x in pts]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.errorbar(xs, [x["tok_s"]["median"] for x in pts], yerr=[x["tok_s"]["mad"] for x in pts], marker="o",
+                capsize=3, label="decode tok/s (median ± MAD)")
+    floor = [(x["depth"], x["floor_tok_s"]) for x in pts if x.get("floor_tok_s")]
+    if floor:
+        ax.plot(*zip(*floor), marker="s", ls="--", label="floor tok/s (weights + KV read)")
+    positive = [x for x in xs if x > 0]
+    if positive:  # depth 0 has no place on a log axis: linear up to the first positive depth
+        ax.set_xscale("symlog", linthresh=min(positive))
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("depth (tokens in the KV cache before decoding)")
+    ax.set_ylabel("tok/s")
+    ax.set_title(f"{d['model']['name']} on {d['provenance']['chip']}: decode at depth")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+PLOTS: Dict[str, Callable] = {"decode": latency_plot, "sweep": sweep_plot, "depth": depth_plot}
+SUFFIX = {"decode": "latency", "sweep": "sweep", "depth": "depth"}  # file name after the document's stem
 
 
 def draw(docs: Dict[str, dict], out_dir: Path, stem: str) -> Dict[str, str]:
