@@ -7,6 +7,8 @@ from . import cli_tools
 from .cli_options import (CONTEXT, Group, command_line, counts, file_path, finish, image_options,
                           in_subprocess, json_option, model_options, prompt_option, quiet_option,
                           weights_options)
+from .distributed import table as distributed
+from .distributed.table import options as distributed_options
 from .errors import InputError
 from .subproc import env_option
 
@@ -39,9 +41,10 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report)
               help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
                    "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")
 @env_option
+@distributed_options
 @click.pass_context
 def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, quiet,
-           gpu_timeline, trace_path, env, image=None, image_size=None):
+           gpu_timeline, trace_path, env, image=None, image_size=None, ranks=None, parallel=None, port=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -59,6 +62,11 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
     from . import profile, render
     from .decode import DecodeResult
 
+    if distributed.requested(ctx.params):  # --ranks N (or under mlx.launch): see mlxprof/distributed
+        result = distributed.from_cli(ctx.params, command_line())
+        if result is not None:  # None: a rank other than 0 of an mlx.launch run
+            finish(result, json_path, distributed.distributed_table, trace_path)
+        return
     if env:
         from .subproc import parse_env
 
