@@ -27,7 +27,7 @@ __all__ = ["measure", "load_results", "render", "write"]
 RESULT_CLASSES = {
     "decode": ("decode", "DecodeResult"), "ops": ("ops", "OpsResult"), "floor": ("floor", "FloorResult"),
     "sweep": ("sweep", "SweepResult"), "vlm": ("vlm", "VLMResult"), "compare": ("compare", "CompareResult"),
-    "parity": ("parity", "ParityResult"),
+    "parity": ("parity", "ParityResult"), "distributed": ("distributed.result", "DistributedResult"),
 }
 
 
