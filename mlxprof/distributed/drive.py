@@ -1,7 +1,7 @@
 """`mlxprof decode --ranks N`: validate, measure one device, measure N ranks, assemble.
 
-Order: everything cheap is checked first (counts, outputs, the model and
-whether it splits N ways, devices, ports), then the one-device baseline runs
+Order: everything cheap is checked first (counts, outputs, ranks, devices,
+ports, then the model and whether it splits N ways, built lazily), then the one-device baseline runs
 in its own process, then the N ranks; the parent only waits, so it holds no
 model while they run. Started by `mlx.launch` instead, this process is one
 rank: every rank measures, the replies meet on rank 0 (an all_gather), and
@@ -15,7 +15,15 @@ from typing import Callable, Dict, List, Optional
 from .. import results
 from ..errors import InputError
 from . import launch
-from .protocol import PARALLEL, RankJob, RankReply, decode_reply, encode_job, reply_from_json
+from . import PARALLEL
+from .protocol import RankJob, RankReply, decode_reply, encode_job, reply_from_json
+
+
+# who implements what in mlx-lm 0.32 (mlx_lm/models/*.py: a Model.shard method; a model
+# class with PipelineMixin, mlx_lm/models/pipeline.py): examples for the refusal
+SUPPORT = {"tensor": ("model.shard(group)", "Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, gpt-oss, DeepSeek-V3"),
+           "pipeline": ("model.model.pipeline(group)", "Qwen2, Qwen3-MoE, Qwen3-Next, DeepSeek-V3, GLM-4-MoE "
+                                                        "(not Llama)")}
 
 
 def check_sharding(target, parallel: str, ranks: int):
@@ -32,30 +40,37 @@ def check_sharding(target, parallel: str, ranks: int):
         try:
             shard(text, parallel, DryGroup(ranks, r))
         except TypeError as e:
-            what = {"tensor": "model.shard(group)", "pipeline": "model.model.pipeline(group)"}[parallel]
+            need, who = SUPPORT[parallel]
             raise InputError(f"{target.name} ({target.config.get('model_type')}, {target.library}) has "
-                             f"{e.args[0].split(' (')[0]}: --parallel {parallel} needs {what}, which mlx-lm "
-                             "implements for Llama, Qwen and others")
+                             f"{e.args[0].split(' (')[0]}: --parallel {parallel} needs {need}, which mlx-lm "
+                             f"implements for e.g. {who}")
         except (ValueError, IndexError, ZeroDivisionError) as e:
             raise InputError(f"{target.name} cannot be split {ranks} ways (--parallel {parallel}): "
                              f"{' '.join(str(e).split())}")
 
 
-def validate(model, ranks, parallel, weights, counts, prompt, outputs) -> RankJob:
-    """Everything that needs no process group and no weights; the job every rank runs."""
+def check_inputs(ranks, parallel, counts, outputs, port=None):
+    """What needs neither the model nor the device."""
     from .. import decode as dec
-    from .. import models
-    from ..session import check_outputs, check_positions
+    from ..session import check_outputs
 
     if parallel not in PARALLEL:
         raise InputError(f"--parallel must be one of {', '.join(PARALLEL)}, not '{parallel}'")
     launch.check_ranks(ranks)
+    if port is not None and not 0 < port < 65536:
+        raise InputError(f"--port {port} is not a TCP port (1-65535)")
     dec.validate_counts(**counts)
     check_outputs(*outputs)
+
+
+def check_model(model, weights, parallel, ranks, counts):
+    """The model resolves, the counts fit its positions, and it splits `ranks` ways."""
+    from .. import models
+    from ..session import check_positions
+
     target = models.resolve(model, weights)
     check_positions(target, counts)
     check_sharding(target, parallel, ranks)
-    return RankJob(model=model, weights=weights, prompt=prompt, parallel=parallel, ranks=ranks, **counts)
 
 
 def _replies(texts: List[str], who: str = "rank") -> List[RankReply]:
@@ -90,9 +105,11 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
 
     log = _logger(progress)
     counts = dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens)
-    job = validate(model, ranks, parallel, weights, counts, prompt, (json_path, trace_path))
-    job = job.model_copy(update=dict(dtype=dtype, gpu_timeline=gpu_timeline, spans=trace_path is not None))
+    job = RankJob(model=model, weights=weights, dtype=dtype, prompt=prompt, parallel=parallel, ranks=ranks,
+                  gpu_timeline=gpu_timeline, spans=trace_path is not None, **counts)
+    check_inputs(ranks, parallel, counts, (json_path, trace_path), port)
     if launch.joined():
+        check_model(model, weights, parallel, ranks, counts)
         return _joined(job, baseline, timeout, log, command, trace_path)
     chip = hardware.detect()
     gpus = _gpu_count() if chip.backend == "cuda" else 0
@@ -102,7 +119,8 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
 
         check_available(chip.backend)
     with tempfile.TemporaryDirectory(prefix="mlxprof-dist-") as d:
-        p = launch.plan(ranks, chip.backend, d, port, env)
+        p = launch.plan(ranks, chip.backend, d, port, env)  # ports checked free
+        check_model(model, weights, parallel, ranks, counts)
         launch.write_files(p.files)
         base = baseline_run(job, p.baseline_env, timeout, log) if baseline else None
         log(f"[distributed] {ranks} ranks, {parallel} parallel over {p.info.backend} …")

@@ -15,7 +15,6 @@ from ..decode import DecodeSettings, RunRecord
 from ..gpu.timeline import GpuTimeline
 from ..results import ModelIdentity, Record
 from ..sweep.protocol import TAG, ProtocolError, _first_error
-from . import PARALLEL  # noqa: F401  (re-exported for the launcher)
 from .collectives import Collectives, CommTime
 
 

@@ -1,7 +1,5 @@
 """`mlxprof decode --ranks N`: its options, its glue, its terminal table."""
 
-from typing import Optional
-
 import click
 
 from ..errors import InputError

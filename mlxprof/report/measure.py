@@ -187,11 +187,12 @@ def _compare_step(model, lib, who, path, bits, counts, progress):
 
 def _check_distributed(model, weights, ranks, parallel, counts):
     """--ranks / --parallel: refused before anything is measured when the model cannot be split so."""
-    from ..distributed.drive import validate
+    from ..distributed.drive import check_inputs, check_model
 
     if ranks is None:
         raise InputError("--parallel needs --ranks N")
-    validate(model, ranks, parallel or "tensor", weights, counts, None, ())
+    check_inputs(ranks, parallel or "tensor", counts, ())
+    check_model(model, weights, parallel or "tensor", ranks, counts)
 
 
 def _distributed_step(model, lib, who, path, ranks, parallel, counts, gpu_timeline, progress):
