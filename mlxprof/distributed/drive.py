@@ -16,7 +16,8 @@ from .. import results
 from ..errors import InputError
 from . import launch
 from . import PARALLEL
-from .protocol import RankJob, RankReply, decode_reply, encode_job, reply_from_json
+from ..sweep.protocol import read_record, read_tagged
+from .protocol import RankJob, RankReply
 
 
 # who implements what in mlx-lm 0.32 (mlx_lm/models/*.py: a Model.shard method; a model
@@ -79,7 +80,7 @@ def _replies(texts: List[str], who: str = "rank") -> List[RankReply]:
     out = []
     for r, text in enumerate(texts):
         try:
-            out.append(decode_reply(text))
+            out.append(read_tagged(text, RankReply))
         except ProtocolError as e:
             raise launch.RankError(f"{who} {r} printed no readable reply ({e})") from None
     return out
@@ -89,7 +90,7 @@ def baseline_run(job: RankJob, env: Dict[str, str], timeout, log) -> RankReply:
     """The same model, unsharded, in one process on one device."""
     log("[distributed] one device, unsharded: the baseline …")
     one = job.model_copy(update=dict(parallel=None, backend=None, ranks=1))
-    return _replies(launch.run_processes(encode_job(one), [env], timeout, who="baseline"), "baseline")[0]
+    return _replies(launch.run_processes(one.model_dump_json(), [env], timeout, who="baseline"), "baseline")[0]
 
 
 def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = "auto",
@@ -109,11 +110,13 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
                   gpu_timeline=gpu_timeline, spans=trace_path is not None, **counts)
     check_inputs(ranks, parallel, counts, (json_path, trace_path), port)
     if launch.joined():
+        launch.check_parallel(parallel, launch.joined_backend())
         check_model(model, weights, parallel, ranks, counts)
         return _joined(job, baseline, timeout, log, command, trace_path)
     chip = hardware.detect()
     gpus = _gpu_count() if chip.backend == "cuda" else 0
     launch.check_devices(ranks, chip.backend, gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    launch.check_parallel(parallel, launch.backend_for(chip.backend))
     if gpu_timeline:
         from ..gpu.cupti import check_available
 
@@ -125,8 +128,10 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
         base = baseline_run(job, p.baseline_env, timeout, log) if baseline else None
         log(f"[distributed] {ranks} ranks, {parallel} parallel over {p.info.backend} …")
         job = job.model_copy(update=dict(backend=p.info.backend))
-        replies = _replies(launch.run_processes(encode_job(job), p.rank_env, timeout))
-    return _finish(replies, base, parallel, p.info, results.provenance(command, chip), trace_path)
+        replies = _replies(launch.run_processes(job.model_dump_json(), p.rank_env, timeout))
+    prov = results.provenance(command, chip)
+    prov.knobs.update(results.env_knobs(env or {}))  # --env reaches every rank: knobs in force there
+    return _finish(replies, base, parallel, p.info, prov, trace_path)
 
 
 def _finish(replies, base, parallel, info, provenance, trace_path):
@@ -179,7 +184,7 @@ def gather(reply: RankReply, group) -> List[RankReply]:
     buf = np.zeros(int(sizes.max()), dtype=np.uint8)
     buf[:data.size] = data
     rows = np.array(mx.distributed.all_gather(mx.array(buf), group=group)).reshape(group.size(), -1)
-    return [reply_from_json(bytes(rows[k, :sizes[k]]).decode()) for k in range(group.size())]
+    return [read_record(bytes(rows[k, :sizes[k]]).decode(), RankReply) for k in range(group.size())]
 
 
 def _joined_info(backend: str, size: int) -> launch.LaunchInfo:
@@ -195,8 +200,11 @@ def _joined_info(backend: str, size: int) -> launch.LaunchInfo:
                 ports = [int(a.rsplit(":", 1)[1]) for node in json.load(f) for a in node]
         except (OSError, ValueError, IndexError, TypeError):
             ports = []
+    added = dict(launch.JOINED_ADDED)
+    note = (f"ranks started by mlx.launch; mlxprof set {' '.join(f'{k}={v}' for k, v in added.items())} in "
+            "each rank before NCCL started" if added else "ranks started by mlx.launch; mlxprof added no variables")
     return launch.LaunchInfo(mode="mlx.launch", backend=backend, ranks=size, host=socket.gethostname(),
-                             ports=ports, notes=["ranks started by mlx.launch; mlxprof added no variables"])
+                             ports=ports, env_added=added, notes=[note])
 
 
 def _joined(job: RankJob, baseline: bool, timeout, log, command, trace_path):
@@ -207,9 +215,9 @@ def _joined(job: RankJob, baseline: bool, timeout, log, command, trace_path):
     from . import rank
 
     backend = launch.joined_backend()
+    group = launch.join_group()  # before rank.run's own init: NCCL_NVLS_ENABLE=0 unless set
     job = job.model_copy(update=dict(backend=backend))
     reply = rank.run(job)
-    group = mx.distributed.init(strict=True, backend=backend)
     replies = gather(reply, group)
     if group.rank() != 0:
         return None

@@ -86,17 +86,39 @@ def joined_backend(environ=None) -> str:
     return "ring" if environ.get("MLX_HOSTFILE") else "any"
 
 
-def joined_size() -> int:
-    """The size of the group mlx.launch started (joins it)."""
+# what this process added to its own environment before joining an NCCL group
+JOINED_ADDED: Dict[str, str] = {}
+
+
+def join_group():
+    """Join the group mlx.launch started. NCCL reads its variables when the
+    communicator is created, so NCCL_NVLS_ENABLE=0 set here, before that, still
+    counts (LD_LIBRARY_PATH would not: the loader read it at start-up)."""
     import mlx.core as mx
 
-    return mx.distributed.init(strict=True, backend=joined_backend()).size()
+    backend = joined_backend()
+    if backend == "nccl" and "NCCL_NVLS_ENABLE" not in os.environ:
+        os.environ["NCCL_NVLS_ENABLE"] = JOINED_ADDED["NCCL_NVLS_ENABLE"] = "0"
+    return mx.distributed.init(strict=True, backend=backend)
+
+
+def joined_size() -> int:
+    """The size of the group mlx.launch started (joins it)."""
+    return join_group().size()
 
 
 def check_ranks(ranks):
     if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 2:
         raise InputError(f"--ranks must be at least 2, not {ranks} (one device is `mlxprof decode` "
                          "without --ranks)")
+
+
+def check_parallel(parallel: str, backend: str):
+    """Pipeline parallel needs send/recv, which MLX's NCCL backend does not have
+    (mlx/distributed/nccl/nccl.cpp: "[nccl] Send not supported in NCCL backend.")."""
+    if parallel == "pipeline" and backend == "nccl":
+        raise InputError("--parallel pipeline needs mx.distributed.send/recv, which MLX's NCCL backend does not "
+                         "implement; use --parallel tensor on CUDA")
 
 
 def check_devices(ranks: int, mlx_backend: str, gpus: int, visible: Optional[str] = None):
@@ -153,7 +175,8 @@ def _visible_gpus(environ, ranks: int) -> List[str]:
     return ids[:ranks] if ids else [str(r) for r in range(ranks)]
 
 
-def _nccl_common(environ) -> Tuple[Dict[str, str], List[str]]:
+def nccl_env(environ) -> Tuple[Dict[str, str], List[str]]:
+    """(variables to add, notes): NVLS off unless set; the nvidia-nccl wheel's lib folder first."""
     added, notes = {}, []
     if "NCCL_NVLS_ENABLE" not in environ:
         added["NCCL_NVLS_ENABLE"] = "0"
@@ -177,7 +200,7 @@ def plan(ranks: int, mlx_backend: str, workdir: str, port: Optional[int] = None,
     if backend == "nccl":
         port = NCCL_PORT if port is None else port
         check_port(port)
-        added, notes = _nccl_common({**environ, **env})
+        added, notes = nccl_env({**environ, **env})
         gpus = _visible_gpus({**environ, **env}, ranks)
         common = {**env, **added, "MLX_WORLD_SIZE": str(ranks), "NCCL_HOST_IP": HOST, "NCCL_PORT": str(port)}
         rank_env = [{**common, "MLX_RANK": str(r), "CUDA_VISIBLE_DEVICES": gpus[r]} for r in range(ranks)]
@@ -226,7 +249,7 @@ def _stop(procs):
 
 def _failure(rank: int, code: int, err_path: str, who: str) -> Exception:
     """A failed rank as one line: its refusal (InputError), else its last stderr line."""
-    from .rank import REFUSAL
+    from ..sweep.worker import REFUSAL
 
     tail = _tail(err_path)
     refused = [ln for ln in tail.splitlines() if ln.startswith(REFUSAL)]

@@ -2,30 +2,24 @@
 
 The parent starts `python -m mlxprof.distributed.rank JOB_JSON` (a `RankJob`)
 once per rank, and once more, unsharded, for the one-device baseline; each
-prints one line `TAG + RankReply JSON` on stdout, as sweep workers do
-(sweep/protocol.py): only the last tagged line counts, anything else a
-library prints is ignored, and a reply of the wrong shape is a ProtocolError.
+prints one line `TAG + RankReply JSON` on stdout through the sweep workers'
+protocol (sweep/protocol.py `tagged_line` / `read_tagged`, sweep/worker.py
+`serve`): only the last tagged line counts, anything else a library prints is
+ignored, and a reply of the wrong shape is a ProtocolError.
 """
 
 from typing import Dict, List, Optional, Tuple
 
-from pydantic import ValidationError
-
 from ..decode import DecodeSettings, RunRecord
 from ..gpu.timeline import GpuTimeline
 from ..results import ModelIdentity, Record
-from ..sweep.protocol import TAG, ProtocolError, _first_error
+from ..sweep.protocol import WorkerJob
 from .collectives import Collectives, CommTime
 
 
-class RankJob(Record):
-    model: str
-    weights: str = "auto"
-    dtype: Optional[str] = None
-    runs: Optional[int] = None  # None: the decode defaults for this backend
-    warmup: Optional[int] = None
-    tokens: Optional[int] = None
-    prompt_tokens: Optional[int] = None
+class RankJob(WorkerJob):
+    """A sweep worker's job (model, weights, dtype, counts) and what a rank adds."""
+
     prompt: Optional[str] = None
     parallel: Optional[str] = None  # "tensor" / "pipeline"; None: the unsharded baseline
     backend: Optional[str] = None  # mx.distributed backend ("ring", "nccl", …); None: no group
@@ -61,33 +55,3 @@ class RankReply(Record):
     env: Dict[str, str] = {}  # the MLX_* / NCCL_* / CUDA_VISIBLE_DEVICES variables the rank saw
     notes: List[str] = []
     timing: RankTiming
-
-
-def encode_job(job: RankJob) -> str:
-    return job.model_dump_json()
-
-
-def decode_job(text: str) -> RankJob:
-    try:
-        return RankJob.model_validate_json(text)
-    except ValidationError as e:
-        raise ProtocolError(f"unreadable rank job: {_first_error(e)}") from None
-
-
-def encode_reply(reply: RankReply) -> str:
-    return TAG + reply.model_dump_json() + "\n"
-
-
-def decode_reply(stdout: str) -> RankReply:
-    """The reply in a rank's stdout: its last tagged line."""
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(TAG)]
-    if not lines:
-        raise ProtocolError(f"no '{TAG.strip()}' line on stdout")
-    return reply_from_json(lines[-1][len(TAG):])
-
-
-def reply_from_json(text: str) -> RankReply:
-    try:
-        return RankReply.model_validate_json(text)
-    except ValidationError as e:
-        raise ProtocolError(_first_error(e)) from None

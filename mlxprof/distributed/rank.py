@@ -20,7 +20,6 @@ T_MAIN = time.time()  # before any heavy import: the end of interpreter start-up
 import os  # noqa: E402
 import sys  # noqa: E402
 
-REFUSAL = "mlxprof: error: "  # an InputError: the same on every rank; the launcher shows it as one line
 ENV_PREFIXES = ("MLX_", "NCCL_", "CUDA_VISIBLE_DEVICES")
 SPAN_LIMIT = 200_000  # kernel spans one rank sends back for a trace
 
@@ -143,26 +142,13 @@ def run(job, spawn_time=None):
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m mlxprof.distributed.rank JOB_JSON", file=sys.stderr)
-        return 2
-    from ..errors import InputError
-    from ..sweep.protocol import SPAWN_VAR, ProtocolError
-    from .protocol import decode_job, encode_reply
+    from ..sweep.protocol import SPAWN_VAR, read_record
+    from ..sweep.worker import serve
+    from .protocol import RankJob
 
-    try:
-        job = decode_job(argv[0])
-        reply = run(job, float(os.environ.get(SPAWN_VAR, T_MAIN)))
-    except InputError as e:
-        print(f"{REFUSAL}{e}", file=sys.stderr)
-        return 2
-    except ProtocolError as e:
-        print(f"mlxprof rank: {e}", file=sys.stderr)
-        return 3
-    sys.stdout.write(encode_reply(reply))
-    sys.stdout.flush()
-    return 0
+    spawn = float(os.environ.get(SPAWN_VAR, T_MAIN))
+    return serve(sys.argv[1:] if argv is None else argv, "mlxprof.distributed.rank",
+                 lambda text: run(read_record(text, RankJob, "unreadable rank job: "), spawn))
 
 
 if __name__ == "__main__":

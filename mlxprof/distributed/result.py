@@ -157,7 +157,8 @@ def host_share(split: PhaseSplit, backend: str) -> float:
 def comm_share(r: RankSummary, baseline: Optional[RankSummary], parallel: str, n: int, backend: str):
     """(share of the token in collectives, basis) for one rank; (None, why) when unknown."""
     if r.comm is not None:
-        return r.comm.share, "NCCL kernels' GPU time per token (CUPTI timeline)"
+        return r.comm.share, ("NCCL kernels' GPU time per token from the CUPTI timeline, waiting for the "
+                              "slower rank included")
     if baseline is None:
         return None, "no one-device baseline to estimate it from"
     own = device_ms(baseline.split, backend) / (n if parallel == "tensor" else 1)
