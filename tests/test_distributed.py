@@ -163,10 +163,15 @@ def test_bad_distributed_input_is_one_line(config_file):
     _refused(["--config", llama, "--ranks", "3"], "cannot be split 3 ways")  # 4 heads, 2 KV heads
     _refused(["--config", llama, "--ranks", "2", "--parallel", "pipeline"], "no pipeline-parallel support")
     _refused(["--config", qwen2, "--ranks", "4", "--parallel", "pipeline"], "cannot be split 4 ways")
+    if BACKEND == "cpu":
+        _refused(["--config", llama, "--ranks", "2", "--gpu-timeline"], "--gpu-timeline needs MLX's CUDA backend")
 
 
-def test_a_model_without_sharding_is_refused():
+def test_a_model_without_sharding_is_refused(tmp_path):
     _refused(["--model", "gemma3n-tiny", "--ranks", "2"], "no tensor-parallel support")
+    r = CliRunner().invoke(main, ["report", "-m", "gemma3n-tiny", "--ranks", "2", "--out", str(tmp_path / "r.md")])
+    assert r.exit_code == 2 and "no tensor-parallel support" in r.output  # before the report measures anything
+    assert not list(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------- collectives
@@ -177,9 +182,11 @@ def test_graph_collectives_read_mlx_primitive_names():
                      '"A" -> 1', '{ "B"; }', '1 -> "B"', '{ 2 [label ="Sum AllReduce", shape=rectangle]; }',
                      '"B" -> 2', '{ "C"; }', '2 -> "C"', '{ 3 [label ="AllGather", shape=rectangle]; }',
                      '"C" -> 3', '{ rank=sink; "D"; }', '3 -> "D"', "}"])
-    assert collectives.graph_collectives(dot) == {"all_sum": 2, "all_gather": 1}
+    from mlxprof.graph import parse_dot
+
+    assert collectives.graph_collectives(parse_dot(dot)) == {"all_sum": 2, "all_gather": 1}
     calls = [("all_sum", [1, 1, 64], "bfloat16", 128)] * 2 + [("all_gather", [1, 1, 64], "bfloat16", 128)]
-    c = collectives.summarize_calls(calls, collectives.graph_collectives(dot))
+    c = collectives.summarize_calls(calls, collectives.graph_collectives(parse_dot(dot)))
     assert c.calls_per_token == 3 and c.bytes_per_token == 384 and c.matches_graph
     assert c.by_op == {"all_sum": 2, "all_gather": 1}
     assert not collectives.summarize_calls(calls[:1], {"all_sum": 2}).matches_graph
@@ -261,7 +268,7 @@ def test_verdict_rules_first_match_wins():
     # host-bound ranks: the tensor-parallel sentence compares build time with one device's
     ranks = [summarize_rank(fake_reply(r, "cuda", 3.0, 1.0, 1.5)) for r in range(2)]
     v = verdict(ranks, base, "tensor", "cuda", None)
-    assert v.label == "host-bound per rank" and "3.00 ms per token per rank vs 0.50 ms on one device" in v.sentence
+    assert v.label == "host-bound per rank" and "build 3.00 ms per token per rank vs 0.50 ms on one device" in v.sentence
     ranks = [summarize_rank(fake_reply(r, "cuda", 0.2, 0.2, 9.0)) for r in range(2)]
     assert verdict(ranks, None, "tensor", "cuda", None).label == "GPU-bound"
     assert verdict(ranks, None, "tensor", "cuda", None).comm_share is None  # nothing to estimate from
@@ -318,6 +325,8 @@ def test_tensor_parallel_two_ranks_end_to_end(config_file, tmp_path):
         assert rk.weight_bytes < d.baseline.weight_bytes and rk.peak_memory_bytes > 0
         assert len(rk.runs) == 2 and rk.tok_s.n == 2
     assert d.tokens_agree and d.baseline.collectives.calls_per_token == 0
+    # every rank builds every layer: no fewer graph nodes than one device, and its all_sums on top
+    assert d.ranks[0].collectives.graph_nodes >= d.baseline.collectives.graph_nodes + 2 * LLAMA["num_hidden_layers"]
     assert d.tok_s.samples == [min(x.runs[j].tok_s for x in d.ranks) for j in range(2)]
     assert d.scaling.efficiency == pytest.approx(d.scaling.speedup / 2)
     assert d.verdict.label and d.verdict.sentence.startswith(d.verdict.label[0].upper())

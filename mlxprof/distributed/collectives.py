@@ -54,6 +54,7 @@ class Collectives(Record):
     by_op: Dict[str, int]  # op → calls per token (from the wrappers)
     graph: Dict[str, int]  # op → distributed primitives in the exported graph
     matches_graph: bool
+    graph_nodes: int = 0  # primitives in that one-token graph, collectives included
     method: str = ("one decode step built lazily (1 token, batch 1, fresh cache), never evaluated; "
                    "mx.distributed calls recorded while it was built, checked against the primitives "
                    "of its mx.export_to_dot graph")
@@ -120,19 +121,17 @@ class _Recording:
         return False
 
 
-def graph_collectives(dot_text: str) -> Dict[str, int]:
-    """Distributed primitives in an `mx.export_to_dot` graph, by op name."""
-    from ..graph import parse_dot
-
+def graph_collectives(graph) -> Dict[str, int]:
+    """Distributed primitives in a parsed `mx.export_to_dot` graph (graph.Graph), by op name."""
     out = collections.Counter()
-    for label in parse_dot(dot_text).labels.values():
+    for label in graph.labels.values():
         op = GRAPH_OPS.get(label)
         if op is not None:
             out[op] += 1
     return dict(out)
 
 
-def summarize_calls(calls: Sequence[tuple], graph: Dict[str, int]) -> Collectives:
+def summarize_calls(calls: Sequence[tuple], graph: Dict[str, int], nodes: int = 0) -> Collectives:
     """Group recorded (op, shape, dtype, bytes) calls; compare with the graph's counts."""
     groups = collections.Counter((op, tuple(shape), dtype, nbytes) for op, shape, dtype, nbytes in calls)
     ops = [CollectiveOp(op=op, shape=list(shape), dtype=dtype, bytes=nbytes, calls=n)
@@ -142,7 +141,7 @@ def summarize_calls(calls: Sequence[tuple], graph: Dict[str, int]) -> Collective
         by_op[o.op] += o.calls
     return Collectives(ops=ops, calls_per_token=sum(o.calls for o in ops),
                        bytes_per_token=sum(o.calls * o.bytes for o in ops), by_op=dict(by_op),
-                       graph=dict(graph), matches_graph=dict(by_op) == dict(graph))
+                       graph=dict(graph), matches_graph=dict(by_op) == dict(graph), graph_nodes=nodes)
 
 
 def count(model, token_id: int) -> Collectives:
@@ -150,12 +149,15 @@ def count(model, token_id: int) -> Collectives:
     or not), from a lazily built step that is never evaluated."""
     import mlx.core as mx
 
+    from ..graph import parse_dot
+
     cache = model.make_cache()
     with _Recording() as rec:
         logits = model.logits(mx.array([[token_id]]), cache)
     buf = io.StringIO()
     mx.export_to_dot(buf, logits)
-    return summarize_calls(rec.calls, graph_collectives(buf.getvalue()))
+    g = parse_dot(buf.getvalue())
+    return summarize_calls(rec.calls, graph_collectives(g), g.nodes)
 
 
 def comm_time(kernels, clock, runs) -> Optional[CommTime]:

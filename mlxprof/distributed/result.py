@@ -188,8 +188,12 @@ def verdict(ranks: List[RankSummary], baseline: Optional[RankSummary], parallel:
         why = f"the host takes ~{host:.0%} of each rank's token (graph build and submit)"
         if parallel == "tensor" and baseline is not None:
             b = statistics.fmean(r.split.build_ms for r in ranks)
+            nodes = (f"{ranks[0].collectives.graph_nodes} graph nodes per token per rank vs "
+                     f"{baseline.collectives.graph_nodes} on one device; " if baseline.collectives.graph_nodes
+                     else "")
             why += (f"; sharding splits the weights, not the graph: every rank still builds every layer "
-                    f"({b:.2f} ms per token per rank vs {baseline.split.build_ms:.2f} ms on one device)")
+                    f"({nodes}build {b:.2f} ms per token per rank vs {baseline.split.build_ms:.2f} ms on one "
+                    "device)")
     elif labels.count("GPU-bound") == n:
         label, why = "GPU-bound", "every rank's device time is most of its token"
     else:
