@@ -7,6 +7,8 @@ from . import cli_tools
 from .cli_options import (CONTEXT, Group, command_line, counts, depth_option, file_path, finish,
                           format_option, image_options, in_subprocess, json_option, model_options, prompt_option,
                           quiet_option, weights_options)
+from .distributed import table as distributed
+from .distributed.table import options as distributed_options
 from .errors import InputError
 from .subproc import env_option
 
@@ -47,9 +49,11 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report,
               help="Decode tokens inside the --metal-capture.")
 @depth_option
 @env_option
+@distributed_options
 @click.pass_context
 def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prompt, json_path, fmt, quiet,
-           gpu_timeline, trace_path, metal_capture, capture_tokens, depth, env, image=None, image_size=None):
+           gpu_timeline, trace_path, metal_capture, capture_tokens, depth, env, image=None, image_size=None,
+           ranks=None, parallel=None, port=None):
     """Decode tok/s best-of-N and the per-token pipeline split.
 
     Per token: build (Python graph construction), submit (inside
@@ -84,6 +88,11 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
             warmup=warmup, tokens=tokens, json_path=file_path(json_path), progress=not quiet,
             command=command_line())
         return finish(result, json_path, dp.depth_table, fmt=fmt)
+    if distributed.requested(ctx.params):  # --ranks N (or under mlx.launch): see mlxprof/distributed
+        result = distributed.from_cli(ctx.params, command_line())
+        if result is not None:  # None: a rank other than 0 of an mlx.launch run
+            finish(result, json_path, distributed.distributed_table, trace_path, fmt=fmt)
+        return
     if env:
         from .subproc import parse_env
 

@@ -155,13 +155,17 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
 @click.option("--image", type=click.Path(), default=None, help="Image for the text-vs-image section.")
 @click.option("--bits", default=None, help="Also compare bit widths of the model's family, e.g. 4,16.")
 @depth_option
+@click.option("--ranks", type=int, default=None,
+              help="Also decode sharded over N ranks against one device (mlxprof decode --ranks N).")
+@click.option("--parallel", type=click.Choice(["tensor", "pipeline"]), default=None,
+              help="With --ranks: tensor or pipeline parallel [default tensor].")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               metavar="FILE", help="Also write every result of the document as one JSON object "
                                    "{kind: result}; `-` prints it on stdout.")
 @quiet_option
 def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, bits, depth, no_plots, json_path,
-           quiet):
+           quiet, ranks=None, parallel=None):
     """Write a decode-profile markdown document.
 
     Either measures everything (decode best-of-N and the split, op
@@ -191,7 +195,8 @@ def report(model, weights, dtype, out, quick, from_paths, gpu_timeline, image, b
             out = _default_out(model, hardware.backend_name())
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         docs = rep.measure(model, Path(out), quick=quick, weights=weights, dtype=dtype, gpu_timeline=gpu_timeline,
-                           image=image, progress=not quiet, bits=bits, depth=depth, log=log)
+                           image=image, progress=not quiet, bits=bits, depth=depth, log=log, ranks=ranks,
+                           parallel=parallel)
     path = rep.write(docs, Path(out), plots=not no_plots)
     click.echo(f"wrote {path}", err=True)
     if json_path:

@@ -1,6 +1,7 @@
 """Chrome / Perfetto trace JSON of decode runs (open in ui.perfetto.dev).
 
-Layout, one process per run ("run k"):
+Layout, one process per run ("run k"), or per rank of a sharded decode
+(`build_processes`):
   build / submit / wait   one span per measured token, each phase its own
                           thread, so pipelined spans never share a track
   tokens                  an instant event per delivered token (args: id)
@@ -107,49 +108,78 @@ def build(result, gpu_spans: Optional[Iterable[GpuSpan]] = None, label: Optional
     if label is None:
         model = getattr(result, "model", None)
         label = getattr(model, "name", None) or "decode"
-    gpu = [(float(g[1]), float(g[1]) + max(0.0, float(g[2])), str(g[0]), dict(g[3]) if len(g) > 3 else {})
-           for g in (gpu_spans or [])]
-    starts = [phase_starts(r) for r in runs]
-    firsts = [p[0][0] for p in starts if p] + [g[0] for g in gpu]
+    procs = [(f"{label} · run {k + 1} ({run.tok_s:.2f} tok/s)", [run]) for k, run in enumerate(runs)]
+    return build_processes(procs, [("GPU", gpu_spans)] if gpu_spans else [], label)
+
+
+def build_processes(processes: Sequence[Tuple[str, Sequence[RunRecord]]],
+                    gpu: Sequence[Tuple[str, Iterable[GpuSpan]]] = (), label: str = "decode") -> dict:
+    """One process per (name, runs): pid 1, 2, … holding the build / submit /
+    wait / tokens tracks of all its runs (one after another in time, so they
+    share the tracks), e.g. one per run of a decode or one per rank of a
+    sharded decode (ranks on one host share the clock). `gpu`: (name, spans)
+    processes from GPU_PID on, spans as in `build`."""
+    gpus = [(name, [(float(g[1]), float(g[1]) + max(0.0, float(g[2])), str(g[0]), dict(g[3]) if len(g) > 3 else {})
+                    for g in (spans or [])]) for name, spans in gpu]
+    starts = [[phase_starts(r) for r in runs] for _, runs in processes]
+    firsts = [p[0][0] for per in starts for p in per if p] + [g[0] for _, spans in gpus for g in spans]
     origin = min(firsts) if firsts else 0.0
 
     events: List[dict] = []
-    for k, (run, ph) in enumerate(zip(runs, starts)):
+    for k, ((name, runs), per) in enumerate(zip(processes, starts)):
         pid = k + 1
-        events.append(_meta(pid, "process_name", f"{label} · run {pid} ({run.tok_s:.2f} tok/s)"))
+        events.append(_meta(pid, "process_name", name))
         events.append(_meta(pid, "process_sort_index", pid, key="sort_index"))
         for j, phase in enumerate(PHASES):
-            ms = getattr(run, f"{phase}_ms")
-            spans = [(p[j], p[j] + ms[i] / 1e3, phase, {"token": i, "ms": round(ms[i], 4)})
-                     for i, p in enumerate(ph)]
+            spans = [(p[j], p[j] + getattr(run, f"{phase}_ms")[i] / 1e3, phase,
+                      {"token": i, "ms": round(getattr(run, f"{phase}_ms")[i], 4)})
+                     for run, ph in zip(runs, per) for i, p in enumerate(ph)]
             _track(events, pid, j + 1, phase, spans, origin, "decode")
         events.append(_meta(pid, "thread_name", "tokens", TOKENS_TID))
         events.append(_meta(pid, "thread_sort_index", TOKENS_TID, TOKENS_TID, key="sort_index"))
-        for i, p in enumerate(ph):
-            ids = run.token_ids
-            tid_ = ids[run.warmup + i] if run.warmup + i < len(ids) else None
-            events.append({"name": "token", "cat": "decode", "ph": "i", "s": "t", "ts": _us(_ns(p[3]) - _ns(origin)),
-                           "pid": pid, "tid": TOKENS_TID, "args": {"token": i, "id": tid_}})
-            ms = run.token_ms[i]
-            if ms == ms and ms > 0 and not math.isinf(ms):
-                events.append({"name": "tok/s", "ph": "C", "ts": _us(_ns(p[3]) - _ns(origin)), "pid": pid,
-                               "tid": COUNTER_TID, "args": {"tok/s": round(1e3 / ms, 3)}})
-    if gpu:
-        events.append(_meta(GPU_PID, "process_name", "GPU"))
-        events.append(_meta(GPU_PID, "process_sort_index", GPU_PID, key="sort_index"))
-        _track(events, GPU_PID, 1, "kernels", gpu, origin, "gpu")
+        for run, ph in zip(runs, per):
+            _token_events(events, pid, run, ph, origin)
+    for k, (name, spans) in enumerate(gpus):
+        if not spans:
+            continue
+        events.append(_meta(GPU_PID + k, "process_name", name))
+        events.append(_meta(GPU_PID + k, "process_sort_index", GPU_PID + k, key="sort_index"))
+        _track(events, GPU_PID + k, 1, "kernels", spans, origin, "gpu")
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
         "otherData": {"producer": "mlxprof", "label": label, "clock": "time.perf_counter",
-                      "origin_s": origin, "runs": len(runs)},
+                      "origin_s": origin, "runs": sum(len(runs) for _, runs in processes)},
     }
 
 
+def _token_events(events, pid, run, ph, origin):
+    """A run's token deliveries (instant events) and its tok/s counter."""
+    for i, p in enumerate(ph):
+        ids = run.token_ids
+        tid_ = ids[run.warmup + i] if run.warmup + i < len(ids) else None
+        events.append({"name": "token", "cat": "decode", "ph": "i", "s": "t", "ts": _us(_ns(p[3]) - _ns(origin)),
+                       "pid": pid, "tid": TOKENS_TID, "args": {"token": i, "id": tid_}})
+        ms = run.token_ms[i]
+        rate = 1e3 / ms if ms == ms and ms > 0 else math.inf  # a subnormal ms overflows to inf too
+        if math.isfinite(rate):
+            events.append({"name": "tok/s", "ph": "C", "ts": _us(_ns(p[3]) - _ns(origin)), "pid": pid,
+                           "tid": COUNTER_TID, "args": {"tok/s": round(rate, 3)}})
+
+
 def write(path, result, gpu_spans: Optional[Iterable[GpuSpan]] = None, label: Optional[str] = None):
+    _write_json(path, build(result, gpu_spans, label))
+
+
+def write_processes(path, processes, gpu=(), label: str = "decode"):
+    """`build_processes` written to `path`."""
+    _write_json(path, build_processes(processes, gpu, label))
+
+
+def _write_json(path, data):
     from .results import write_text_atomic
 
-    write_text_atomic(path, json.dumps(build(result, gpu_spans, label), separators=(",", ":")) + "\n")
+    write_text_atomic(path, json.dumps(data, separators=(",", ":")) + "\n")
 
 
 def perfetto_ns(us: float) -> int:

@@ -148,6 +148,8 @@ def readable(raw: str) -> Tuple[str, str]:
 
 # (primitive, test on the lower-cased short name) in priority order
 _RULES: List[Tuple[str, Callable[[str], bool]]] = [
+    # mx.distributed's collectives on CUDA: NCCL's own kernels (ncclDevKernel_AllReduce_Sum_bf16_RING_LL, …)
+    ("NCCL", lambda n: n.startswith("nccl")),
     ("Compiled", lambda n: n.endswith(("_contiguous", "_strided")) or "compiled" in n),
     ("elementwise", lambda n: n.startswith(ELEMENTWISE_FAMILIES)),
     ("GatherQMM", lambda n: n.startswith("gather_q")),

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import mlx.nn as nn
+from mlx.nn.layers import distributed as _sharded
 from mlx.utils import tree_flatten
+
+# Linear-like modules a token multiplies by; mlx.nn's sharded linears (what
+# model.shard(group) puts in place, mlx/nn/layers/distributed.py) hold one shard
+LINEARS = (nn.Linear, nn.QuantizedLinear, _sharded.AllToShardedLinear, _sharded.ShardedToAllLinear,
+           _sharded.QuantizedAllToShardedLinear, _sharded.QuantizedShardedToAllLinear)
 
 
 @dataclass
@@ -102,7 +108,7 @@ def streamed_matvecs(lm) -> List[Matvec]:
             n = m.weight.shape[0]
             o, i = _in_out(m)
             out.append(Matvec(path, m, o, i, _module_bytes(m) * min(k, n) // n, quantized, n, min(k, n)))
-        elif isinstance(m, (nn.Linear, nn.QuantizedLinear)):
+        elif isinstance(m, LINEARS):
             o, i = _in_out(m)
             out.append(Matvec(path, m, o, i, _module_bytes(m), quantized))
     head = _tied_head(modules)

@@ -28,6 +28,7 @@ RESULT_CLASSES = {
     "decode": ("decode", "DecodeResult"), "ops": ("ops", "OpsResult"), "floor": ("floor", "FloorResult"),
     "sweep": ("sweep", "SweepResult"), "vlm": ("vlm", "VLMResult"), "compare": ("compare", "CompareResult"),
     "parity": ("parity", "ParityResult"), "depth": ("depth", "DepthResult"),
+    "distributed": ("distributed.result", "DistributedResult"),
 }
 
 

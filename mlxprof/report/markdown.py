@@ -2,8 +2,8 @@
 
 Pure rendering: no measuring, no files. A document has a provenance table,
 the headline, the pipeline split with its verdict, one section per result
-kind that was measured (ops, floor, sweep, vlm, compare, parity, GPU
-timeline), then the commands that reproduce every table (built by
+kind that was measured (ops, floor, sweep, vlm, compare, decode across
+ranks, parity, GPU timeline), then the commands that reproduce every table (built by
 `reproduce.py`) and where the numbers came from.
 """
 
@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..render import fmt_bytes as _gb
 
 SECTIONS: Dict[str, Callable] = {}  # kind → renderer(data, ctx) → markdown
-ORDER = ["decode", "gpu", "floor", "depth", "ops", "sweep", "vlm", "compare", "parity"]
+ORDER = ["decode", "gpu", "floor", "depth", "ops", "sweep", "vlm", "compare", "distributed", "parity"]
 
 
 def section(kind):
@@ -237,6 +237,49 @@ def compare_section(d, ctx):
     lines += [f"- {c['candidate']} vs {c['baseline']}: ×{c['ratio']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, "
               f"p = {c['p_value']:.3g}): {c['verdict']}" for c in d["comparisons"]]
     lines += ["", f"**{d['sentence']}**"]
+    return "\n".join(lines)
+
+
+def _rank_row(name, r):
+    s, comm = r["split"], r.get("comm")
+    return [name, f"{r['tok_s']['median']:.2f}", f"{s['build_ms']:.3f}", f"{s['submit_ms']:.3f}", f"{s['wait_ms']:.3f}",
+            f"{s['token_ms']:.3f}", f"{comm['ms_per_token']['median']:.3f} ({comm['share']:.0%})" if comm else "–",
+            _gb(r["peak_memory_bytes"]), _gb(r["weight_bytes"]), r["verdict"]["label"]]
+
+
+@section("distributed")
+def distributed_section(d, ctx):
+    li, ts, n = d["launch"], d["tok_s"], len(d["ranks"])
+    lines = [f"## Decode across {n} devices ({d['parallel']} parallel)", "",
+             f"{li['mode']}: {n} ranks over mx.distributed's {li['backend']} backend on {li['host']}"
+             + "".join(f"; {note}" for note in li.get("notes", [])) + ". Every rank decodes the same "
+             f"{d['settings']['runs']} runs in lockstep; the group's tok/s per run is its slowest rank's: "
+             f"**{ts['median']:.2f} tok/s median** (best {ts['best']:.2f}, n = {ts['n']})."]
+    sc = d.get("scaling")
+    if sc:
+        c = sc["comparison"]
+        lines.append(f"\nOne device, unsharded, same command: {d['baseline']['tok_s']['median']:.2f} tok/s. Speedup "
+                     f"×{sc['speedup']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, {c['verdict']}); "
+                     f"efficiency (speedup / {n}) **{sc['efficiency']:.0%}** (95% CI {sc['efficiency_ci'][0]:.0%}–"
+                     f"{sc['efficiency_ci'][1]:.0%}).")
+    rows = ([_rank_row("one device", d["baseline"])] if d.get("baseline") else []) + \
+        [_rank_row(f"rank {r['rank']}", r) for r in d["ranks"]]
+    lines += ["", _table(["", "tok/s", "build ms", "submit ms", "wait ms", "token ms", "NCCL ms/token",
+                          "peak memory", "weights held", "verdict"], rows), ""]
+    ops = [[f"rank {r['rank']}", o["op"], str(tuple(o["shape"])), o["dtype"], _gb(o["bytes"]), str(o["calls"])]
+           for r in d["ranks"] for o in r["collectives"]["ops"]]
+    if ops:
+        c0 = d["ranks"][0]["collectives"]
+        lines += [f"Collectives per token ({c0['method']}): rank 0 makes {c0['calls_per_token']} calls, "
+                  f"{_gb(c0['bytes_per_token'])}.", "",
+                  _table(["rank", "op", "shape", "dtype", "bytes each", "calls/token"], ops), ""]
+    sg = d["straggler"]
+    skew = (f" Tokens arrive {sg['skew_ms']['median']:.3f} ms apart across ranks (median; max "
+            f"{sg['skew_ms']['max']:.3f} ms)." if sg.get("skew_ms") else "")
+    lines.append(f"Straggler spread: {sg['spread_tok_s']:.2f} tok/s between the ranks' medians "
+                 f"({sg['spread_share']:.1%}), slowest rank {sg['slowest_rank']}.{skew}")
+    lines += ["", f"**Verdict: {d['verdict']['label']}.** {d['verdict']['sentence']}"]
+    lines += [f"\n_note: {x}_" for x in d.get("notes", []) if "synthetic" not in x]
     return "\n".join(lines)
 
 

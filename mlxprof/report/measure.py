@@ -3,7 +3,8 @@
 Steps: decode, ops, floor (against the decode just measured), decode at
 depth when asked (--depth), a sweep of
 MLX_MAX_OPS_PER_BUFFER where the backend reads it, text vs image (vlm),
-the bits comparison when asked (--bits), parity with the library's own loop. Each step is a
+the bits comparison when asked (--bits), decode sharded over N ranks when asked
+(--ranks, against one device), parity with the library's own loop. Each step is a
 plain library call; its `command` (the CLI line that measures the same) is
 spelled by `reproduce.mlxprof_command` from the same option values the call
 gets. A step that fails is noted in the document and the others still run;
@@ -71,7 +72,7 @@ class Steps:
 def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", dtype: Optional[str] = None,
             gpu_timeline: bool = False, image: Optional[str] = None, progress: bool = True,
             steps: Optional[List[str]] = None, bits: Optional[str] = None, depth: Optional[str] = None,
-            log=print) -> Dict[str, dict]:
+            log=print, ranks: Optional[int] = None, parallel: Optional[str] = None) -> Dict[str, dict]:
     """Run every measurement a report holds; return {kind: result dict} plus
     `_failures` (steps not measured), `_files` (kind → JSON path) and
     `_command` (the report command itself)."""
@@ -95,14 +96,16 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         from ..depth import parse_depths
 
         parse_depths(depth)
-    chip = hardware.detect()
     c = QUICK if quick else FULL
-    st = Steps(out.with_suffix(""), steps or ALL_STEPS + (["compare"] if bits else []) + (["depth"] if depth else []),
-               log)
+    counts = dict(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
+    if ranks is not None or parallel is not None:
+        _check_distributed(model, weights, ranks, parallel, counts)
+    chip = hardware.detect()
+    st = Steps(out.with_suffix(""), steps or ALL_STEPS + (["compare"] if bits else []) + (["depth"] if depth else [])
+               + (["distributed"] if ranks else []), log)
     # weights/dtype as the library gets them; `who` as the command line spells them (auto is the default)
     lib = dict(weights=weights, dtype=dtype)
     who = dict(model=model, weights=None if weights == "auto" else weights, dtype=dtype)
-    counts = dict(runs=c["runs"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
 
     st.run("decode", lambda p: profile.decode(
         model, **lib, **counts, progress=progress, gpu_timeline=gpu_timeline,
@@ -125,6 +128,9 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         st.run("vlm", lambda p: _vlm_step(model, lib, who, p, c, st.docs, image=image, quick=quick))
     if bits:
         st.run("compare", lambda p: _compare_step(model, lib, who, p, bits, counts, progress))
+    if ranks:
+        st.run("distributed", lambda p: _distributed_step(model, lib, who, p, ranks, parallel, counts,
+                                                          gpu_timeline, progress))
     parity_counts = dict(rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
     from .. import parity
 
@@ -135,7 +141,7 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
         raise InputError("report: the decode measurement failed: " + "; ".join(st.failures))
     return {**st.docs, "_failures": st.failures, "_files": st.files,
             "_command": mlxprof_command("report", **who, quick=quick, gpu_timeline=gpu_timeline, image=image,
-                                        bits=bits, depth=depth, out=out)}
+                                        bits=bits, depth=depth, ranks=ranks, parallel=parallel, out=out)}
 
 
 def _ops_step(model, lib, who, path):
@@ -191,6 +197,31 @@ def _compare_step(model, lib, who, path, bits, counts, progress):
     family = cmp_.family_of(model)
     return cmp_.run(family, bits=bits, **lib, **counts, progress=progress,
                     command=mlxprof_command("compare", **{**who, "model": family}, bits=bits, **counts, json=path))
+
+
+def _check_distributed(model, weights, ranks, parallel, counts):
+    """--ranks / --parallel: refused before anything is measured when the model cannot be split so."""
+    from ..distributed.drive import check_inputs, check_model
+
+    if ranks is None:
+        raise InputError("--parallel needs --ranks N")
+    check_inputs(ranks, parallel or "tensor", counts, ())
+    check_model(model, weights, parallel or "tensor", ranks, counts)
+
+
+def _distributed_step(model, lib, who, path, ranks, parallel, counts, gpu_timeline, progress):
+    """`mlxprof decode --ranks N`: the ranks run in their own processes, after this one lets go of
+    the memory its own measurements cached."""
+    import mlx.core as mx
+
+    from .. import distributed
+
+    mx.clear_cache()
+    parallel = parallel or "tensor"
+    return distributed.decode(model, ranks=ranks, parallel=parallel, **lib, **counts, gpu_timeline=gpu_timeline,
+                              progress=progress,
+                              command=mlxprof_command("decode", **who, **counts, ranks=ranks, parallel=parallel,
+                                                      gpu_timeline=gpu_timeline, json=path))
 
 
 def _test_card(path):

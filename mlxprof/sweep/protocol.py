@@ -65,26 +65,40 @@ def encode_job(job: WorkerJob) -> str:
 
 
 def decode_job(text: str) -> WorkerJob:
-    try:
-        return WorkerJob.model_validate_json(text)
-    except ValidationError as e:
-        raise ProtocolError(f"unreadable job: {_first_error(e)}") from None
+    return read_record(text, WorkerJob, "unreadable job: ")
 
 
 def encode_reply(reply: WorkerReply) -> str:
     """The one tagged line the worker prints (newline included)."""
-    return TAG + reply.model_dump_json() + "\n"
+    return tagged_line(reply)
 
 
 def decode_reply(stdout: str) -> WorkerReply:
     """The reply in a worker's stdout: its last tagged line."""
+    return read_tagged(stdout, WorkerReply)
+
+
+# The same protocol for any record (the distributed ranks' too: mlxprof/distributed/protocol.py)
+
+
+def tagged_line(record) -> str:
+    return TAG + record.model_dump_json() + "\n"
+
+
+def read_record(text: str, cls, what: str = ""):
+    """`text` as a `cls` record; ProtocolError naming the first bad field."""
+    try:
+        return cls.model_validate_json(text)
+    except ValidationError as e:
+        raise ProtocolError(what + _first_error(e)) from None
+
+
+def read_tagged(stdout: str, cls):
+    """The last line of `stdout` that starts with TAG, as a `cls` record."""
     lines = [ln for ln in stdout.splitlines() if ln.startswith(TAG)]
     if not lines:
         raise ProtocolError(f"no '{TAG.strip()}' line on stdout")
-    try:
-        return WorkerReply.model_validate_json(lines[-1][len(TAG):])
-    except ValidationError as e:
-        raise ProtocolError(_first_error(e)) from None
+    return read_record(lines[-1][len(TAG):], cls)
 
 
 def _first_error(e: ValidationError) -> str:

@@ -63,22 +63,29 @@ def run(job_json: str):
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    return serve(sys.argv[1:] if argv is None else argv, "mlxprof.sweep.worker", run)
+
+
+def serve(argv, module: str, measure) -> int:
+    """A worker's whole life: `measure(JOB_JSON)` → one tagged reply line on
+    stdout, exit 0; bad input → one REFUSAL line on stderr, exit 2; a job it
+    cannot read (the parent's bug, not the user's input) → exit 3. Shared by
+    the distributed ranks (mlxprof/distributed/rank.py)."""
     if len(argv) != 1:
-        print("usage: python -m mlxprof.sweep.worker JOB_JSON", file=sys.stderr)
+        print(f"usage: python -m {module} JOB_JSON", file=sys.stderr)
         return 2
     from ..errors import InputError
-    from .protocol import ProtocolError, encode_reply
+    from .protocol import ProtocolError, tagged_line
 
     try:
-        reply = run(argv[0])
+        reply = measure(argv[0])
     except InputError as e:
         print(f"{REFUSAL}{e}", file=sys.stderr)
         return 2
-    except ProtocolError as e:  # the parent's bug, not the user's input: a failed point
-        print(f"mlxprof sweep worker: {e}", file=sys.stderr)
+    except ProtocolError as e:
+        print(f"{module}: {e}", file=sys.stderr)
         return 3
-    sys.stdout.write(encode_reply(reply))
+    sys.stdout.write(tagged_line(reply))
     sys.stdout.flush()
     return 0
 
