@@ -24,15 +24,18 @@ imports (`mlx_lm.models.llama`) never touch the package's attributes, so the
 model code imports alone. `complete()` runs every deferred module at once (a
 tokenizer or processor needs the libraries' processor patches and init).
 
-transformers decides once, at its first import, whether torch is installed
-(transformers/utils/import_utils.py `is_torch_available`: importlib.util.find_spec
-plus the installed version; transformers 5 has no USE_TORCH variable to say
-no). `enable(hide_torch=True)` therefore also marks torch, torchvision and
-torchaudio absent in sys.modules (a None entry: `import torch` raises
-ModuleNotFoundError and find_spec returns None), only while none of them and
-not transformers is imported yet. Real-weight loads then import transformers
-(mlx_lm.utils, mlx_vlm.utils) without torch. What was done is recorded in
-every result's provenance (`applied()`).
+transformers decides once, while its package __init__ runs, whether torch is
+installed (transformers/__init__.py calls `is_torch_available()`, an
+lru_cache over importlib.util.find_spec and the installed version, in
+transformers/utils/import_utils.py; transformers 5 has no USE_TORCH variable
+to say no). So when a lean process does import transformers (a real
+checkpoint's loader: mlx_lm.utils, mlx_vlm.utils), that __init__ runs with
+torch, torchvision and torchaudio marked absent (a None entry in sys.modules:
+find_spec returns None, `import torch` raises ModuleNotFoundError), and the
+marks are gone when it returns: only transformers' cached answer remains, so
+scipy or matplotlib, which look `sys.modules["torch"]` up and read
+attributes off it, never see a None. What was done is recorded in every
+result's provenance (`applied()`).
 
 Never call `enable` in a process mlxprof does not own (a notebook): the user's
 own `import torch` or `mlx_vlm.load` must behave as they expect.
@@ -55,18 +58,19 @@ TRANSFORMERS_QUIET = {"TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
 
 _deferred: List[object] = []  # modules registered but not yet run, in import order
 _applied: List[str] = []
-_hidden: List[str] = []
 
 
-class _DeferredLoader(importlib.abc.Loader):
-    """Creates the module as its real loader would, but runs its code only on
-    first attribute access (or `complete()`)."""
-
+class _Wrapping(importlib.abc.Loader):
     def __init__(self, real):
         self.real = real
 
     def create_module(self, spec):
-        return self.real.create_module(spec) if hasattr(self.real, "create_module") else None
+        return self.real.create_module(spec)
+
+
+class DeferredLoader(_Wrapping):
+    """Creates the module as its real loader would, but runs its code only on
+    first attribute access (or `complete()`)."""
 
     def exec_module(self, module):
         def __getattr__(name):
@@ -77,14 +81,32 @@ class _DeferredLoader(importlib.abc.Loader):
         _deferred.append(module)
 
 
-class DeferringFinder(importlib.abc.MetaPathFinder):
-    """A meta-path finder that defers the modules `wanted(fullname)` names."""
+class TorchlessLoader(_Wrapping):
+    """Runs transformers' package __init__ now, with torch marked absent
+    while it runs (it decides there, once, whether torch is installed)."""
 
-    def __init__(self, wanted):
-        self.wanted = wanted
+    def exec_module(self, module):
+        hidden = [t for t in TORCH if t not in sys.modules]
+        for t in hidden:
+            sys.modules[t] = None
+        try:
+            self.real.exec_module(module)
+        finally:
+            for t in hidden:
+                if t in sys.modules and sys.modules[t] is None:
+                    del sys.modules[t]
+
+
+class DeferringFinder(importlib.abc.MetaPathFinder):
+    """A meta-path finder that gives the modules `loader_for(fullname)` names
+    that loader class (wrapping the one the other finders would use)."""
+
+    def __init__(self, loader_for):
+        self.loader_for = loader_for
 
     def find_spec(self, fullname, path=None, target=None):
-        if not self.wanted(fullname):
+        wrap = self.loader_for(fullname)
+        if wrap is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -93,7 +115,7 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
             if spec is not None:
                 if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                     return None  # namespace packages and legacy loaders: import normally
-                spec.loader = _DeferredLoader(spec.loader)
+                spec.loader = wrap(spec.loader)
                 return spec
         return None
 
@@ -109,50 +131,48 @@ def run(module) -> None:
     real.exec_module(module)
 
 
-def _wanted(fullname: str) -> bool:
-    return fullname in PACKAGES or bool(PROCESSING.match(fullname))
+def _loader_for(fullname: str):
+    if fullname in PACKAGES or PROCESSING.match(fullname):
+        return DeferredLoader
+    return TorchlessLoader if fullname == "transformers" else None
 
 
-_finder = DeferringFinder(_wanted)
+_finder = DeferringFinder(_loader_for)
 
 
-def enable(hide_torch: bool = True) -> List[str]:
-    """Defer mlx-lm's and mlx-vlm's package __init__ and mlx-vlm's processing
-    modules (those not imported yet), and hide torch from transformers (when
-    neither is imported yet). Returns what was done, one line each; calling it
-    again adds nothing."""
+def enable() -> List[str]:
+    """In this process, defer mlx-lm's and mlx-vlm's package __init__ and
+    mlx-vlm's processing modules (those not imported yet), and let
+    transformers, if it is imported later, find no torch. Returns what was
+    done, one line each; calling it again adds nothing."""
     done = []
-    if _finder not in sys.meta_path:
-        pending = [p for p in PACKAGES if p not in sys.modules]
-        if pending:
-            sys.meta_path.insert(0, _finder)
-            for k, v in TRANSFORMERS_QUIET.items():
-                os.environ.setdefault(k, v)
-            done.append(f"{', '.join(pending)}: package __init__ and mlx_vlm.models.*.processing_* "
-                        "deferred to first use (model code imported alone)")
-    if hide_torch and "transformers" not in sys.modules and not any(t in sys.modules for t in TORCH):
-        for t in TORCH:
-            sys.modules[t] = None
-            _hidden.append(t)
-        done.append(f"{', '.join(TORCH)} hidden from transformers (sys.modules entry None): "
-                    "nothing in a token-id decode uses them")
+    if _finder in sys.meta_path:
+        return done
+    pending = [p for p in PACKAGES if p not in sys.modules]
+    if pending:
+        done.append(f"{', '.join(pending)}: package __init__ and mlx_vlm.models.*.processing_* deferred to "
+                    "first use (model code imported alone)")
+    if "transformers" not in sys.modules and not any(t in sys.modules for t in TORCH):
+        done.append(f"{', '.join(TORCH)} hidden from transformers while it first imports (it then "
+                    "takes torch as absent): nothing in a token-id decode uses them")
+    if done:
+        sys.meta_path.insert(0, _finder)
+        for k, v in TRANSFORMERS_QUIET.items():
+            os.environ.setdefault(k, v)
     _applied.extend(done)
     return done
 
 
 def complete() -> None:
-    """Run every deferred module now, stop deferring, and stop hiding torch
-    where transformers has not decided yet: the process needs a real
-    tokenizer or processor (the libraries' processor patches, their init)."""
+    """The process needs a real tokenizer or processor after all: stop
+    deferring (transformers, if not imported yet, then finds torch as usual)
+    and run every deferred module now, packages first (the libraries' init
+    and processor patches)."""
     if _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
     while _deferred:
         packages = [m for m in _deferred if m.__name__ in PACKAGES]
         run((packages or _deferred)[0])
-    for t in _hidden:
-        if t in sys.modules and sys.modules[t] is None:
-            del sys.modules[t]
-    _hidden.clear()
 
 
 def applied() -> List[str]:

@@ -12,8 +12,9 @@ measure split is honest.
 
 A point imports only what it needs (models/lean.py, models/library_code.py):
 mlx-lm's or mlx-vlm's model code without the packages' __init__ or mlx-vlm's
-processing modules, and with torch hidden from transformers (a point never
-tokenizes or preprocesses an image). Without that, on a machine with PyTorch
+processing modules, and transformers, where a real checkpoint's loader
+imports it, takes torch as absent (a point never tokenizes or preprocesses
+an image). Without that, on a machine with PyTorch
 installed most of every point's overhead was importing torch through
 transformers.
 
