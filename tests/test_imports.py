@@ -10,6 +10,7 @@ The one-shot CLI and a sweep worker then run on it in subprocesses."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -54,10 +55,14 @@ def run_with(fake_torch, args, timeout=300):
 
 def test_one_shot_decode_of_gemma3n_tiny_imports_no_torch(fake_torch, tmp_path):
     out = tmp_path / "decode.json"
-    proc, imported = run_with(fake_torch, ["-m", "mlxprof", "decode", "-m", "gemma3n-tiny", "--runs", "1",
-                                           "--warmup", "1", "--tokens", "4", "--prompt-tokens", "4", "-q",
-                                           "--json", str(out)])
+    proc, imported = run_with(fake_torch, ["-X", "importtime", "-m", "mlxprof", "decode", "-m", "gemma3n-tiny",
+                                           "--runs", "1", "--warmup", "1", "--tokens", "4", "--prompt-tokens", "4",
+                                           "-q", "--json", str(out)])
     assert proc.returncode == 0 and not imported, (imported, proc.stderr[-2000:])
+    # synthetic weights and token ids: not even transformers, nor the libraries' heavy modules
+    modules = set(re.findall(r"^import time:.*\|\s*([\w.]+)\s*$", proc.stderr, re.M))
+    assert "mlx_vlm.models.gemma3n.gemma3n" in modules
+    assert not modules & {"transformers", "mlx_lm.utils", "mlx_vlm.utils", "mlx_lm.generate"}
     recorded = json.loads(out.read_text())["provenance"]["imports"]
     assert any("torch" in line and "hidden" in line for line in recorded)
 
