@@ -70,6 +70,10 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
 
     With --metal-capture (Metal): a GPU capture for Xcode instead of a measurement.
     """
+    if not (env or prompt or image):
+        from .models import lean
+
+        lean.enable()  # token ids only: the model's code without transformers (nor torch through it)
     from . import profile, render
     from .decode import DecodeResult
 

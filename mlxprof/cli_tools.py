@@ -98,6 +98,9 @@ def sweep(model, weights, dtype, knob_specs, reps, runs, warmup, tokens, prompt_
     import importlib.util
     import re
 
+    from .models import lean
+
+    lean.enable()  # this process plans and reads replies: --model needs the model's code alone
     from . import render
     from . import sweep as sw
 

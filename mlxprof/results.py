@@ -12,7 +12,7 @@ import platform
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -52,6 +52,7 @@ class Provenance(Record):
     chip: str
     versions: Dict[str, Optional[str]]
     knobs: Dict[str, str]  # MLX_* variables set in the environment
+    imports: List[str] = []  # what mlxprof changed about this process's imports (models/lean.py)
     python: str
     platform: str
     date: str
@@ -87,6 +88,7 @@ def env_knobs(environ=None) -> Dict[str, str]:
 
 def provenance(command: Optional[str] = None, chip=None) -> Provenance:
     from . import hardware
+    from .models import lean
 
     chip = chip or hardware.detect()
     return Provenance(
@@ -95,6 +97,7 @@ def provenance(command: Optional[str] = None, chip=None) -> Provenance:
         chip=chip.label,  # name plus architecture / compute capability
         versions=package_versions(),
         knobs=env_knobs(),
+        imports=lean.applied(),
         python=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}",
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -15,7 +15,6 @@ import statistics
 import warnings
 from typing import List, Optional, Sequence
 
-import numpy as np
 from pydantic import BaseModel
 
 
@@ -65,6 +64,8 @@ def bootstrap_ratio_ci(a, b, reps=2000, level=0.95, seed=0):
 def _quiet():
     # scipy warns (RuntimeWarning, DegenerateDataWarning) on zero variance,
     # all-tied or NaN data; those cases get a defined answer here instead.
+    import numpy as np  # with scipy, only where a comparison needs it (a sweep point never does)
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         yield
@@ -74,6 +75,7 @@ def mann_whitney_p(a, b) -> float:
     """Two-sided Mann-Whitney U p-value (scipy.stats.mannwhitneyu, method
     "auto": exact without ties when a group has at most 8 samples, else the
     normal approximation with tie and continuity corrections)."""
+    import numpy as np
     from scipy import stats as sps  # ~1 s to import; most commands never compare
 
     if not len(a) or not len(b):
@@ -92,6 +94,7 @@ def min_p_value(n1: int, n2: int) -> float:
 
 def welch_p(a, b) -> float:
     """Two-sided Welch t-test p-value (scipy.stats.ttest_ind, equal_var=False)."""
+    import numpy as np
     from scipy import stats as sps
 
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -107,6 +110,7 @@ def cluster_bootstrap_ratio_ci(ua, ub, reps=2000, level=0.95, seed=0):
     """Percentile CI of median(b)/median(a) resampling whole units (processes),
     then pooling their samples: runs inside one process are not independent.
     scipy.stats.bootstrap resamples unit indices; a seed gives one answer."""
+    import numpy as np
     from scipy import stats as sps
 
     if not ua or not ub:

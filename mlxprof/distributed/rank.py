@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     spawn = float(os.environ.get(SPAWN_VAR, T_MAIN))
     return serve(sys.argv[1:] if argv is None else argv, "mlxprof.distributed.rank",
-                 lambda text: run(read_record(text, RankJob, "unreadable rank job: "), spawn))
+                 lambda text, *_: run(read_record(text, RankJob, "unreadable rank job: "), spawn))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ The choice is read from the config, never from a list of model types:
 a `vision_config` means a multimodal checkpoint (mlx-vlm), anything else goes
 to mlx-lm when it has a module for the (remapped) model_type, then to mlx-vlm.
 Both loaders resolve a model_type to a module by name
-(`mlx_lm/utils.py` `_get_classes`, `mlx_vlm/utils.py` `get_model_and_args`);
+(`mlx_lm/utils.py` `_get_classes`, `mlx_vlm/utils.py` `get_model_and_args`,
+run from their source by library_code.py so transformers is not imported);
 `importlib.util.find_spec` asks the same question without importing anything.
 """
 
 import fnmatch
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import Optional
@@ -17,6 +19,7 @@ from typing import Optional
 import mlx.nn as nn
 
 from ..errors import InputError
+from . import lean, library_code
 
 LM, VLM = "mlx-lm", "mlx-vlm"
 VLM_MODULES = ["text", "vision", "perceiver", "projector", "audio"]  # mlx_vlm.utils.load_model
@@ -29,28 +32,15 @@ def _has_module(package: str, name: str) -> bool:
         return False
 
 
-def _lm_type(config: dict) -> str:
-    from mlx_lm.utils import MODEL_REMAPPING
-
-    mt = config["model_type"]
-    return MODEL_REMAPPING.get(mt, mt)
-
-
-def _vlm_type(config: dict) -> Optional[str]:
-    from mlx_vlm.utils import get_model_type
-
-    return get_model_type(config)
-
-
 def library_for(config: dict, where: str = "") -> str:
     """'mlx-lm' or 'mlx-vlm' for a config dict; InputError when neither implements it."""
     mt = config.get("model_type")
     if not isinstance(mt, str) or not mt:
         raise InputError(f"{where or 'config'}: no model_type in config.json")
-    lm = _has_module("mlx_lm.models", _lm_type(config))
+    lm = _has_module("mlx_lm.models", library_code.lm_model_type(config))
     if lm and config.get("vision_config") is None:
         return LM  # decided without importing mlx_vlm (which pulls in transformers' image stack)
-    vlm = _has_module("mlx_vlm.models", _vlm_type(config) or mt)
+    vlm = _has_module("mlx_vlm.models", library_code.vlm_model_type(config) or mt)
     if vlm and (config.get("vision_config") is not None or not lm):
         return VLM
     if lm:
@@ -67,10 +57,8 @@ def check_config(config: dict, where: str = "") -> str:
 
     library = library_for(config, where)
     if library == LM:
-        from mlx_lm.utils import _get_classes
-
         try:
-            _, args_class = _get_classes(config=config)
+            _, args_class = library_code.lm_classes(config)
         except Exception as e:
             raise InputError(f"{where or 'config'}: {_one_line(e)}")
         missing = [f.name for f in dataclasses.fields(args_class)
@@ -80,6 +68,14 @@ def check_config(config: dict, where: str = "") -> str:
             raise InputError(f"{where or 'config'}: config.json lacks fields {config['model_type']} "
                              f"requires: {', '.join(missing)}")
     return library
+
+
+def import_model_code(config: dict, library: str):
+    """Import the module that implements `config` (nothing is built): what a
+    caller timing imports apart from building imports first."""
+    if library == LM:
+        return importlib.import_module(library_code.lm_classes(config)[0].__module__)
+    return library_code.vlm_model_and_args(config)[0]
 
 
 def _one_line(e: Exception) -> str:
@@ -97,17 +93,14 @@ def build(config: dict, library: str, where: str = "") -> nn.Module:
     config = dict(config)
     try:
         if library == LM:
-            from mlx_lm.utils import _get_classes
-
-            model_class, args_class = _get_classes(config=config)
+            model_class, args_class = library_code.lm_classes(config)
             return model_class(args_class.from_dict(config))
-        from mlx_vlm.utils import get_model_and_args, update_module_configs
-
-        arch, _ = get_model_and_args(config)
+        arch, _ = library_code.vlm_model_and_args(config)
         config.setdefault("text_config", config.pop("llm_config", {}))
         config.setdefault("vision_config", {})
         config.setdefault("audio_config", {})
-        model_config = update_module_configs(arch.ModelConfig.from_dict(config), arch, config, VLM_MODULES)
+        model_config = library_code.vlm_module_configs(arch.ModelConfig.from_dict(config), arch, config,
+                                                       VLM_MODULES)
         return arch.Model(model_config)
     except Exception as e:  # the architecture rejects the config: its own words, one line
         raise InputError(f"{where or 'config'}: {config.get('model_type')} ({library}) rejects this "
@@ -177,6 +170,7 @@ def load_real(path: Path, library: str, config: Optional[dict] = None):
 def load_tokenizer(path: Path, library: str):
     """The checkpoint's tokenizer (mlx-lm) or processor (mlx-vlm), loaded only
     when a text prompt or an image needs it."""
+    lean.complete()  # the libraries' own init and processor patches, if they were deferred
     try:
         if library == LM:
             from mlx_lm.utils import load_tokenizer as lm_tok

@@ -124,7 +124,7 @@ def _run_points(r: SweepResult, job: WorkerJob, json_path, timeout, worker_cmd, 
                 point, reply = run_point(by_label[label], job, i, i // k, timeout, worker_cmd)
                 point.attempts = tries.get(i, 0) + 1
                 if reply is not None and r.model is None:
-                    r.model, r.decode = reply.model, reply.settings
+                    r.model, r.decode, r.worker_imports = reply.model, reply.settings, reply.imports
                 r.points = sorted([p for p in r.points if p.index != i] + [point], key=lambda p: p.index)
                 _save(r, json_path)
                 prog.note(_point_line(point, total))

@@ -35,7 +35,7 @@ class WorkerJob(Record):
 
 class WorkerTiming(Record):
     start_s: float  # parent's spawn → the worker module's first line (interpreter start-up)
-    import_s: float  # mlx, mlx-vlm, mlxprof
+    import_s: float  # mlx, mlxprof, the model's code (mlx-lm or mlx-vlm)
     build_s: float  # opening the model (mlxprof.session.open_session) and its prompt
     measure_s: float  # the decode runs
 
@@ -50,6 +50,7 @@ class WorkerReply(Record):
     backend: Optional[str] = None
     chip: Optional[str] = None
     env: Dict[str, str] = {}  # the MLX_* variables the worker saw
+    imports: List[str] = []  # what the worker changed about its imports (models/lean.py enable)
     timing: WorkerTiming
 
     @field_validator("tok_s")

@@ -84,6 +84,7 @@ class SweepResult(Result):
     kind: str = "sweep"
     model_name: str
     model: Optional[ModelIdentity] = None  # as the first successful worker built it
+    worker_imports: List[str] = []  # what the first successful worker changed about its imports
     decode: Optional[DecodeSettings] = None  # the settings the workers used
     settings: SweepSettings
     knobs: Dict[str, List[str]]  # as asked, before skipping

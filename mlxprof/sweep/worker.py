@@ -9,6 +9,33 @@ set: the parent (sweep/runner.py) sets the environment and starts this module.
 Nothing heavy is imported before `T_MAIN` (mlxprof/__init__.py and
 mlxprof/sweep/__init__.py import nothing), so the start / import / build /
 measure split is honest.
+
+A point imports only what it needs (models/lean.py, models/library_code.py):
+mlx-lm's or mlx-vlm's model code without the packages' __init__ or mlx-vlm's
+processing modules, and transformers, where a real checkpoint's loader
+imports it, takes torch as absent (a point never tokenizes or preprocesses
+an image). Without that, on a machine with PyTorch
+installed most of every point's overhead was importing torch through
+transformers.
+
+Why every point is still a fresh interpreter and not a fork of a parent that
+imported all this once (a fork server): the knobs are read through
+function-local statics (`env::max_ops_per_buffer` in mlx/utils.h) when the
+device is built: the Metal `Device` constructor (mlx/backend/metal/device.cpp)
+or the first CUDA `CommandEncoder` of a stream (`get_graph_limits`,
+mlx/backend/cuda/device.cpp, called from `gpu::new_stream`,
+mlx/backend/cuda/eval.cpp). A forked child starts with its parent's memory,
+statics and device included, so the guarantee needs a parent that provably
+never built the device, and imports do not promise that: mlx_lm/generate.py
+calls `mx.default_device()` at import, mlx_lm/models/deepseek_v41.py and
+mlx_vlm/models/deepseek_v41/fakequant.py create `mx.array`s at import (an
+array's buffer comes from the device's allocator), and any model module may
+start doing so in a later release. A CUDA context does not survive fork()
+(a child of a process that initialized CUDA cannot use it), and on macOS the
+system frameworks Metal loads are not fork-safe (CPython made "spawn" the
+macOS default for that reason: https://bugs.python.org/issue33725). With the
+imports above a point's import phase is a fraction of a second, so a fork
+server would save little and risk the one thing a sweep must get right.
 """
 
 import time
@@ -23,21 +50,22 @@ import sys  # noqa: E402
 REFUSAL = "mlxprof: error: "
 
 
-def run(job_json: str):
-    """Measure the job; returns the protocol.WorkerReply."""
-    t_import = time.time()
+def run(job_json: str, t_import: float, imports):
+    """Measure the job; returns the protocol.WorkerReply. `t_import`: when
+    importing began; `imports`: what lean.enable did (recorded in the reply)."""
     import mlx.core as mx  # noqa: F401  (the device and its knobs are fixed from here on)
 
     from .. import decode as dec
+    from .. import models
+    from ..models.adapters import import_model_code
     from ..results import env_knobs
     from ..session import open_session
     from .protocol import SPAWN_VAR, WorkerReply, WorkerTiming, decode_job
 
     job = decode_job(job_json)
     spawn = float(os.environ.get(SPAWN_VAR, T_MAIN))
-    if job.weights != "real":
-        # the model code (mlx-vlm) is an import cost, not a build cost
-        from mlx_vlm.models.gemma3n import gemma3n  # noqa: F401
+    target = models.resolve(job.model, job.weights)
+    import_model_code(target.config, target.library)  # the model's code is an import cost, not a build cost
 
     t_build = time.time()
     s = open_session(job.model, job.weights, job.dtype)
@@ -57,6 +85,7 @@ def run(job_json: str):
         backend=s.backend,
         chip=s.chip.name,
         env=env_knobs(),
+        imports=imports,
         timing=WorkerTiming(start_s=T_MAIN - spawn, import_s=t_build - t_import,
                             build_s=t_measure - t_build, measure_s=t_done - t_measure),
     )
@@ -67,18 +96,22 @@ def main(argv=None) -> int:
 
 
 def serve(argv, module: str, measure) -> int:
-    """A worker's whole life: `measure(JOB_JSON)` → one tagged reply line on
+    """A worker's whole life: `measure(JOB_JSON, t_import, imports)` → one tagged reply line on
     stdout, exit 0; bad input → one REFUSAL line on stderr, exit 2; a job it
     cannot read (the parent's bug, not the user's input) → exit 3. Shared by
     the distributed ranks (mlxprof/distributed/rank.py)."""
     if len(argv) != 1:
         print(f"usage: python -m {module} JOB_JSON", file=sys.stderr)
         return 2
+    t_import = time.time()
+    from ..models import lean
+
+    imports = lean.enable()  # before anything imports mlx-lm, mlx-vlm or transformers
     from ..errors import InputError
     from .protocol import ProtocolError, tagged_line
 
     try:
-        reply = measure(argv[0])
+        reply = measure(argv[0], t_import, imports)
     except InputError as e:
         print(f"{REFUSAL}{e}", file=sys.stderr)
         return 2
