@@ -13,7 +13,8 @@ On MLX's CUDA backend (needs cupti-python), one model, one process, one stream:
              graph-only  GRAPH_TRACE alone (diagnostic: what CONCURRENT_KERNEL adds)
   after    --clean untraced runs after CUPTI's last detach (cuptiFinalize)
 Every run: fresh KV cache, prefill, warm-up, measured tokens (decode.run_once),
-after one discarded priming run. Prints each variant's tok/s and its ratio to
+after one discarded priming run; untraced and graph runs share a stream, the
+kernel-level variants have their own (as in `decode --gpu-timeline`). Prints each variant's tok/s and its ratio to
 the interleaved untraced runs (95% CI), the target (graph ≥ ×0.95) met or NOT
 met, the busy fraction each traced variant saw, and two checks that tracing
 leaves nothing behind: interleaved untraced vs clean, after vs clean.
@@ -69,13 +70,16 @@ def main():
     ids = s.prompt(a.prompt_tokens)
     print(f"model: {a.model} ({s.identity.weights} weights), opened in {time.perf_counter() - t:.1f} s; "
           f"{a.prompt_tokens} prompt + {a.warmup} warm-up + {a.tokens} measured tokens per run")
-    stream = mx.new_stream(mx.default_device())
+    # as in `decode --gpu-timeline` (gpu/interleave.py): untraced and graph-traced runs share a
+    # stream; kernel-level variants get their own, whose CUDA graphs are instantiated under tracing
+    shared = mx.new_stream(mx.default_device())
+    streams = {v: shared if v in ("untraced", "graph") else mx.new_stream(mx.default_device()) for v in variants}
 
-    def one():
-        return dec.run_once(s.model, ids, a.warmup, a.tokens, stream=stream)
+    def one(variant="untraced"):
+        return dec.run_once(s.model, ids, a.warmup, a.tokens, stream=streams[variant])
 
     t = time.perf_counter()
-    dec.run_once(s.model, ids, 0, 2, stream=stream)  # priming: first-run compilation lands here
+    dec.run_once(s.model, ids, 0, 2, stream=shared)  # priming: first-run compilation lands here
     print(f"priming run: {time.perf_counter() - t:.1f} s")
 
     clean = [one() for _ in range(a.clean)]
@@ -86,7 +90,7 @@ def main():
     for name in order:
         if name != "untraced":
             rec.start(KINDS[name])
-        by[name].append(one())
+        by[name].append(one(name))
         if name != "untraced":
             rec.stop()
     rec.close()
@@ -114,8 +118,10 @@ def report(a, variants, by, clean, after, rec):
             row += f"   ×{c.ratio:.3f} ({c.ci_low:.3f}–{c.ci_high:.3f}), {c.verdict}"
             entry["ratio"], entry["ci"] = c.ratio, [c.ci_low, c.ci_high]
             tl = rec.analyze(by[name], kinds=rec.kinds)
-            row += f"; busy {tl.busy_fraction:.0%} ({tl.busy_level}-level)"
-            entry["busy_fraction"], entry["busy_level"] = tl.busy_fraction, tl.busy_level
+            row += (f"; busy {tl.busy_fraction:.0%} ({tl.busy_level}-level), per token "
+                    f"{tl.graphs_per_token or 0:.1f} graphs + {tl.kernels_per_token:.0f} kernels")
+            entry.update(busy_fraction=tl.busy_fraction, busy_level=tl.busy_level,
+                         graphs_per_token=tl.graphs_per_token, kernels_per_token=tl.kernels_per_token)
         print(row)
         out["variants"][name] = entry
     for label, runs in (("clean (before CUPTI)", clean), ("after (CUPTI detached)", after)):

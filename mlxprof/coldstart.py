@@ -17,6 +17,7 @@ inside them. `ColdStart` records it all in the result.
 Importable without MLX (decode.py imports the schema).
 """
 
+import functools
 import os
 import statistics
 import time
@@ -144,6 +145,8 @@ class Priming:
                 p.note(f"mlxprof: {COMPILE_MESSAGE} (MLX caches them in {self.cache}); "
                        "kept out of every figure")
                 p.describe(COMPILE_MESSAGE)
+            elif self.backend == "cuda":
+                p.describe("priming run (discarded; compiles any GPU kernels not cached yet)")
             else:
                 p.describe("priming run (prefill + 2 tokens, discarded)")
         t = time.perf_counter()
@@ -203,6 +206,7 @@ def describe(c: ColdStart) -> str:
     return line
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_installed() -> bool:
     """MLX's CUDA backend is installed (an `mlx-cuda-*` distribution), found
     without importing MLX or touching the GPU."""

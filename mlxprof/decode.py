@@ -236,7 +236,7 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -
             ),
         )
     if gpu_busy is not None:
-        share, basis = gpu_busy, "GPU busy fraction from the kernel timeline"
+        share, basis = gpu_busy, "GPU busy fraction from the CUPTI timeline"
     elif backend == "metal":
         share, basis = split.share("submit") + split.share("wait"), "(submit + wait) / token"
     else:

@@ -83,9 +83,12 @@ class _DecodeRun:
         self.priming.run(self.s.model, self.ids, self.hook)
         bar.advance()
 
-        def measure(n, on_run):
+        tick = schedule_ticker(bar, order, st.warmup)
+
+        def measure(n, on_run):  # one stream per call (see interleave.run_schedule)
+            first = len(self.done) + len(self.traced)
             return dec.measure(self.s.model, self.ids, n, st.warmup, st.tokens,
-                               on_token=schedule_ticker(bar, order, st.warmup), on_run=on_run, prefill=self.hook)
+                               on_token=lambda r, k: tick(first + r, k), on_run=on_run, prefill=self.hook)
 
         if not gpu_timeline:
             measure(len(order), self.on_untraced)

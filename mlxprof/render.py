@@ -110,7 +110,7 @@ def _gpu_rows(t, g, split):
     for k in g.top_kernels[:8]:
         t.add_row("  kernel", f"{k.name} [{k.primitive}]: {k.ms_per_token:.3f} ms/token ({k.share:.0%}), "
                               f"{k.count_per_token:.1f}×/token, {k.mean_us:.1f} µs each")
-    for name, n, o in tracing_costs(g):
+    for name, n, o in g.costs():
         t.add_row("tracing cost", f"{name}, {n} run{'s' if n != 1 else ''}: {o.candidate_summary.median:.2f} vs "
                                   f"untraced {o.baseline_summary.median:.2f} tok/s median: ×{o.ratio:.3f} "
                                   f"(95% CI {o.ci_low:.3f}–{o.ci_high:.3f}, {o.verdict})")
@@ -120,15 +120,6 @@ def _gpu_rows(t, g, split):
                            + (f" ({c.note})" if c.note else ""))
     for note in g.notes:
         t.add_row("note", f"GPU timeline: {note}")
-
-
-def tracing_costs(g):
-    """(which traced runs, how many, Comparison vs untraced) for each kind of
-    traced run; one "traced runs" entry for results saved before there were kinds."""
-    if g.tiers:
-        return [(f"{x.name}-traced ({x.level}-level records)", len(x.runs), x.overhead)
-                for x in g.tiers if x.overhead is not None]
-    return [("traced runs", g.runs, g.overhead)] if g.overhead is not None else []
 
 
 def models_table(rows, console=None):

@@ -49,11 +49,15 @@ class FakeRecorder:
         self.calls.append(("close", self.active))
 
 
-def fake_measure(recorder, seen, fail_at=None):
-    """decode.measure's shape: n runs, on_run after each; notes what was enabled during each run."""
+def fake_measure(recorder, seen, fail_at=None, calls=None):
+    """decode.measure's shape: n runs, on_run after each; notes what was enabled
+    during each run, and (in `calls`) how many runs each call (each stream) made."""
 
     def measure(n, on_run):
-        for i in range(n):
+        if calls is not None:
+            calls.append(n)
+        for _ in range(n):
+            i = len(seen)
             if i == fail_at:
                 raise RuntimeError("boom")
             seen.append(recorder.active)
@@ -63,10 +67,12 @@ def fake_measure(recorder, seen, fail_at=None):
 
 
 def test_run_schedule_enables_the_recorder_for_traced_runs_only():
-    rec, seen, labels = FakeRecorder(), [], []
+    rec, seen, labels, calls = FakeRecorder(), [], [], []
     order = schedule(2)
-    by, kinds = run_schedule(fake_measure(rec, seen), order, rec, on_run=lambda label, r: labels.append(label))
+    by, kinds = run_schedule(fake_measure(rec, seen, calls=calls), order, rec,
+                             on_run=lambda label, r: labels.append(label))
     assert seen == [None, GRAPH, GRAPH, None, KERNEL]  # what was enabled while each run ran
+    assert calls == [4, 1]  # the kernel-traced run on a stream of its own
     assert labels == order
     assert [r.i for r in by[UNTRACED]] == [0, 3] and [r.i for r in by[GRAPH]] == [1, 2] and \
         [r.i for r in by[KERNEL]] == [4]
@@ -160,3 +166,45 @@ def test_method_says_what_happened():
     text = interleave.method(tl, detached=False)
     assert "graph-level tracing was not available" in text and "cuptiFinalize" not in text
     assert "kernel-traced" not in text
+
+
+def _timeline_for_rendering():
+    u = [run_at(0.0, 5, 0.01, 100.0), run_at(1.0, 5, 0.01, 104.0)]
+    g = [run_at(0.5, 5, 0.01, 97.0), run_at(1.5, 5, 0.01, 99.0)]
+    k = [run_at(3.0, 5, 0.01, 80.0)]
+    recs = [Kernel(int((r.t0 + 0.01 * i) * 1e9), int((r.t0 + 0.01 * i + 0.006) * 1e9), GRAPH_NAME, "graph", 2)
+            for r in g for i in range(4)]
+    recs += [Kernel(int((3.0 + 0.01 * i) * 1e9), int((3.0 + 0.01 * i) * 1e9) + 2 * MS, QMV, "kernel", 2)
+             for i in range(4)]
+    return timeline_of(TimelineRecorder(recs), {UNTRACED: u, GRAPH: g, KERNEL: k},
+                       {GRAPH: ["graph", "kernel"], KERNEL: ["kernel"]}, g + k)
+
+
+def test_the_document_says_which_runs_gave_each_figure_and_what_each_cost():
+    from mlxprof.report.markdown import gpu_section
+
+    md = gpu_section(_timeline_for_rendering().model_dump(), {})
+    assert "GPU busy **60%**" in md and "2 graph-traced runs interleaved with the untraced ones" in md
+    assert "Kernel table from 1 kernel-traced run (every kernel recorded): 1 kernels per token" in md
+    assert "| graph-traced | graph-level (graph, kernel) | 2 | 98.00 | ×0.961" in md
+    assert "| kernel-traced | kernel-level (kernel) | 1 | 80.00 | ×0.784" in md
+
+
+def test_results_saved_before_tiers_render_their_one_traced_set():
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from mlxprof import render, results
+    from mlxprof.decode import DecodeResult
+    from mlxprof.report.markdown import gpu_section
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "benchmark_results" / "gemma3n-e2b-4bit-nvidia-h200.decode.json"
+    r = results.load(path, DecodeResult)
+    assert r.gpu.tiers == [] and r.gpu.busy_level == "kernel" and r.cold_start is None
+    out = io.StringIO()
+    render.decode_table(r, console=Console(file=out, width=400))
+    text = out.getvalue()
+    assert f"traced runs, {r.gpu.runs} runs: " in text and "cold start" not in text
+    assert "Tracing cost: traced vs untraced tok/s" in gpu_section(r.gpu.model_dump(), {})

@@ -11,8 +11,9 @@
                       so nothing they leave behind can reach the runs above
 
 CUPTI is enabled for one traced run at a time (its prefill and warm-up
-included, so every CUDA graph the run launches is traced) and detached after
-it (gpu/cupti.py), so untraced runs run with no CUPTI attached.
+included) and detached after it (gpu/cupti.py), so untraced runs run with no
+CUPTI attached. Untraced and graph-traced runs share one stream; the
+kernel-traced runs get a fresh one (see run_schedule).
 """
 
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -41,14 +42,14 @@ def schedule(runs: int, kernel_runs: int = KERNEL_RUNS) -> List[str]:
 def run_schedule(measure: Callable, order: Sequence[str], recorder, on_run: Optional[Callable] = None
                  ) -> Tuple[Dict[str, List], Dict[str, List[str]]]:
     """Run `order` through `measure(n_runs, on_run)` (decode.measure with the
-    model, prompt and counts bound), enabling the recorder's level for each
+    model, prompt and counts bound: one stream per call), enabling the recorder's level for each
     traced run just before it starts and stopping it as soon as it ends.
     `on_run(label, record)` sees every finished run. Returns the RunRecords by
     label, in order, and the activity kinds each traced label got; the recorder
     is closed whatever happens."""
     by: Dict[str, List] = {UNTRACED: [], GRAPH: [], KERNEL: []}
     enabled: Dict[str, List[str]] = {}
-    done = [0]
+    done, end = [0], [0]  # runs finished; the end of the current measure() call's part
 
     def begin(label):
         if label != UNTRACED:
@@ -63,13 +64,20 @@ def run_schedule(measure: Callable, order: Sequence[str], recorder, on_run: Opti
         done[0] += 1
         if on_run is not None:
             on_run(label, rec)
-        if done[0] < len(order):
+        if done[0] < end[0]:
             begin(order[done[0]])
 
+    # the kernel-traced runs get a measure() call, hence a stream, of their own:
+    # MLX keeps instantiated CUDA graphs per stream (CommandEncoder::graph_cache_,
+    # mlx/backend/cuda/device.cpp), so every graph they launch is instantiated
+    # while kernel tracing is on, as CUPTI's per-node records may need
+    cut = order.index(KERNEL) if KERNEL in order else len(order)
     try:
-        if order:
-            begin(order[0])
-            measure(len(order), finished)
+        for part in (order[:cut], order[cut:]):
+            if part:
+                end[0] = done[0] + len(part)
+                begin(part[0])
+                measure(len(part), finished)
     finally:
         recorder.close()
     return by, enabled

@@ -106,6 +106,14 @@ class GpuTimeline(BaseModel):
 
     _spans: list = PrivateAttr(default_factory=list)
 
+    def costs(self) -> List[Tuple[str, int, stats.Comparison]]:
+        """(which traced runs, how many, tok/s against the untraced runs) for each
+        kind of traced run; one "traced runs" entry for results saved before kinds."""
+        if self.tiers:
+            return [(f"{x.name}-traced ({x.level}-level records)", len(x.runs), x.overhead)
+                    for x in self.tiers if x.overhead is not None]
+        return [("traced runs", self.runs, self.overhead)] if self.overhead is not None else []
+
     def spans(self) -> List[Tuple[str, float, float]]:
         """(name, start_s on the perf_counter clock, dur_s) of the recorded
         kernels inside the traced runs' windows — in memory only (not saved)."""
