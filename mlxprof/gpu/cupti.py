@@ -258,8 +258,8 @@ class Recorder:
         dropped count and clock pairs; with `detach`, detach CUPTI."""
         global _sink
         cupti = self._cupti
-        if cupti is None:
-            return
+        if cupti is None or not (self._enabled or _sink is self):
+            return  # not recording: touching CUPTI now would only attach it again
         try:
             if self.sync is not None:
                 self.sync()
@@ -286,15 +286,14 @@ class Recorder:
     def _finalize(self):
         err = _detach(self._cupti)
         if err:
-            self._note(f"cuptiFinalize failed ({err}): CUPTI stayed attached between traced runs")
+            self._note(f"cuptiFinalize failed ({err}): CUPTI stayed attached after the traced runs")
             self.detach = False
 
     def close(self):
         """Stop if a run is being recorded, detach CUPTI, fit the clock."""
         if self._cupti is None:
             return
-        if self.active or _sink is self:
-            self.stop()
+        self.stop()
         if not self.detach:
             self._finalize()
         if self._pairs:
