@@ -3,7 +3,9 @@
 
 Both exist because MLX reads its knobs (MLX_MAX_OPS_PER_BUFFER,
 MLX_DISABLE_COMPILE, …) once, when the device is created: a value only takes
-effect in a process that starts with it set.
+effect in a process that starts with it set. On CUDA every child is pointed at
+this process's compiled-kernel cache (MLX_PTX_CACHE_DIR, see coldstart.py), so
+kernels compile once per machine, not once per child.
 """
 
 import os
@@ -24,8 +26,12 @@ def is_env_name(name: str) -> bool:
 
 def child_env(changes: Mapping[str, Optional[str]], base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """`base` (default: this process's environment) with `changes` applied (a
-    value None unsets the variable) and this mlxprof first on PYTHONPATH."""
+    value None unsets the variable), MLX_PTX_CACHE_DIR pinned to the parent's
+    kernel cache unless given, and this mlxprof first on PYTHONPATH."""
+    from .coldstart import cache_env
+
     env = dict(os.environ if base is None else base)
+    env.update(cache_env(env, changes))
     for k, v in changes.items():
         if v is None:
             env.pop(k, None)

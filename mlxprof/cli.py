@@ -35,9 +35,10 @@ for _cmd in (cli_tools.models, cli_tools.env, cli_tools.sweep, cli_tools.report,
 @quiet_option
 @click.option("--gpu-timeline", is_flag=True,
               help="CUDA only (needs cupti-python: pip install 'mlxprof[cuda]'): record the GPU's "
-                   "kernel timeline with CUPTI over an extra, separate set of traced runs; report "
-                   "GPU busy fraction, GPU ms and kernels per token, top kernels by MLX primitive, "
-                   "and what tracing costs in tok/s.")
+                   "timeline with CUPTI in extra traced runs interleaved with the untraced ones: "
+                   "graph-level runs for the GPU busy fraction and GPU ms per token, one kernel-level "
+                   "run for kernels per token and top kernels by MLX primitive, and what each costs "
+                   "in tok/s.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev): per-token "
                    "build/submit/wait spans, token deliveries, a tok/s counter; warm-up excluded.")

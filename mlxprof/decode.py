@@ -23,6 +23,7 @@ import mlx.core as mx
 from pydantic import BaseModel
 
 from . import stats
+from .coldstart import ColdStart
 from .gpu.timeline import GpuTimeline
 from .results import ModelIdentity, Result
 
@@ -91,14 +92,17 @@ class DecodeResult(Result):
     peak_memory_bytes: int
     runs: List[RunRecord]
     notes: List[str] = []
-    # --gpu-timeline (CUDA): the CUPTI kernel timeline, measured over a separate
-    # set of traced runs whose host records are `gpu_runs` (not part of tok_s)
+    # --gpu-timeline (CUDA): the CUPTI timeline, from traced runs interleaved with
+    # the untraced ones; their host records are `gpu_runs` (not part of tok_s)
     gpu: Optional[GpuTimeline] = None
     gpu_runs: List[RunRecord] = []
     # K and V one token reads at kv_context (the middle measured token), beside
     # the weights in model.bytes_per_token; None in results saved before it existed
     kv_bytes_per_token: Optional[int] = None
     kv_context: Optional[int] = None
+    # model open and the discarded priming run (first-run compilation), kept out
+    # of every figure; None in results saved before it existed
+    cold_start: Optional[ColdStart] = None
 
 
 def make_step(model, cache, stream):
@@ -232,7 +236,7 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None) -
             ),
         )
     if gpu_busy is not None:
-        share, basis = gpu_busy, "GPU busy fraction from the kernel timeline"
+        share, basis = gpu_busy, "GPU busy fraction from the CUPTI timeline"
     elif backend == "metal":
         share, basis = split.share("submit") + split.share("wait"), "(submit + wait) / token"
     else:

@@ -1,11 +1,13 @@
 """The glue the CLI and notebooks call: validate, build, measure, save."""
 
+import time
 from typing import Optional
 
 from . import decode as dec
 from . import results
 from .errors import InputError, OutputError
-from .progress import Progress, decode_ticker
+from .gpu import interleave
+from .progress import Progress, schedule_ticker
 from .session import open_session
 
 
@@ -38,57 +40,104 @@ def decode(
         from .gpu.cupti import check_available
 
         check_available(hardware.detect().backend)
-    s = open_session(model, weights, dtype, outputs=(json_path, trace_path),
-                     counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens),
-                     check=None if image is None else lambda t: vlm.check_target(t, image_size))
-    settings = s.plan(runs, warmup, tokens, prompt_tokens, prompt)
-    ids = s.prompt(settings.prompt_tokens, prompt)
-    hook, notes = None, list(s.notes)
-    if image is not None:
-        vision = vlm.Vision(s.model, image, image_size, ids)
-        ids, hook = vision.ids, vision.prefill
-        settings.image, settings.image_size = image, vision.prompt.image_size
-        notes.append(vlm.prompt_note(vision.prompt))
-    settings.prompt_tokens = len(ids)
-    kv_context = settings.prompt_tokens + settings.warmup + settings.tokens // 2
-    prov = s.provenance(command)
-    done, traced, failed = [], [], []
-    timeline = None
+    with Progress(progress, None, "opening the model (load or build)") as bar:
+        t_open = time.perf_counter()
+        s = open_session(model, weights, dtype, outputs=(json_path, trace_path),
+                         counts=dict(runs=runs, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens),
+                         check=None if image is None else lambda t: vlm.check_target(t, image_size))
+        open_s = time.perf_counter() - t_open
+        settings = s.plan(runs, warmup, tokens, prompt_tokens, prompt)
+        ids = s.prompt(settings.prompt_tokens, prompt)
+        hook, notes = None, list(s.notes)
+        if image is not None:
+            vision = vlm.Vision(s.model, image, image_size, ids)
+            ids, hook = vision.ids, vision.prefill
+            settings.image, settings.image_size = image, vision.prompt.image_size
+            notes.append(vlm.prompt_note(vision.prompt))
+        settings.prompt_tokens = len(ids)
+        run = _DecodeRun(s, settings, ids, hook, notes, command, json_path, trace_path, open_s)
+        run.measure(bar, gpu_timeline)
+    return run.result(partial=False)
 
-    def build_result(partial: bool):
-        if timeline is not None:
-            _tracing_cost(timeline, traced, done)
-        busy = timeline.busy_fraction if timeline is not None and timeline.records_in_windows else None
+
+class _DecodeRun:
+    """One decode's measuring, from the priming run on, and its result (also
+    partial, rewritten after every untraced run)."""
+
+    def __init__(self, s, settings, ids, hook, notes, command, json_path, trace_path, open_s):
+        self.s, self.settings, self.ids, self.hook, self.notes = s, settings, ids, hook, notes
+        self.json_path, self.trace_path, self.open_s = json_path, trace_path, open_s
+        self.kv_context = settings.prompt_tokens + settings.warmup + settings.tokens // 2
+        self.prov = s.provenance(command)
+        self.done, self.traced, self.failed = [], [], []
+        self.timeline = None
+        self.priming = None
+
+    def measure(self, bar, gpu_timeline: bool):
+        from .coldstart import Priming
+
+        st = self.settings
+        order = interleave.schedule(st.runs) if gpu_timeline else [interleave.UNTRACED] * st.runs
+        bar.reset(len(order) * (st.warmup + st.tokens) + 1, "priming run")
+        self.priming = Priming(self.s.backend, bar)
+        self.priming.run(self.s.model, self.ids, self.hook)
+        bar.advance()
+
+        tick = schedule_ticker(bar, order, st.warmup)
+
+        def measure(n, on_run):  # one stream per call (see interleave.run_schedule)
+            first = len(self.done) + len(self.traced)
+            return dec.measure(self.s.model, self.ids, n, st.warmup, st.tokens,
+                               on_token=lambda r, k: tick(first + r, k), on_run=on_run, prefill=self.hook)
+
+        if not gpu_timeline:
+            measure(len(order), self.on_untraced)
+            return
+        import mlx.core as mx
+
+        from .gpu.cupti import Recorder, RecorderError
+
+        rec = Recorder(sync=mx.synchronize)
+        try:
+            by, kinds = interleave.run_schedule(measure, order, rec, on_run=self.on_run)
+        except RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
+            raise InputError(f"--gpu-timeline: {e}") from e
+        self.timeline = interleave.timeline_of(rec, by, kinds, self.traced)
+        self.save()  # now with the timeline (and the trace with its GPU spans)
+
+    def on_run(self, label, rec):
+        if label == interleave.UNTRACED:
+            self.on_untraced(rec)
+        else:
+            self.traced.append(rec)
+
+    def on_untraced(self, rec):
+        self.done.append(rec)
+        self.save()
+
+    def save(self):
+        if (self.json_path or self.trace_path) and not self.failed and self.done:
+            try:
+                _save_partial(self.result(partial=len(self.done) < self.settings.runs), self.json_path,
+                              self.trace_path, self.timeline, self.traced)
+            except OutputError as e:  # keep measuring; the final save says where the result went
+                self.failed.append(e)
+
+    def result(self, partial: bool) -> dec.DecodeResult:
+        s, done, tl = self.s, self.done, self.timeline
+        busy = tl.busy_fraction if tl is not None and tl.records_in_windows else None
         tok, pre, split, verdict = dec.summarize_runs(done, s.backend, busy)
-        extra = [f"partial: {len(done)} of {settings.runs} runs finished"] if partial else []
-        if timeline is not None and busy is None:
+        extra = [f"partial: {len(done)} of {self.settings.runs} runs finished"] if partial else []
+        if tl is not None and busy is None:
             extra.append("GPU timeline: no kernel records inside the measured tokens; the verdict "
                          "falls back to the host split")
         return dec.DecodeResult(
-            provenance=prov, model=s.identity, settings=settings, tok_s=tok, prefill_tok_s=pre,
+            provenance=self.prov, model=s.identity, settings=self.settings, tok_s=tok, prefill_tok_s=pre,
             split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in done),
-            runs=done, notes=notes + extra, gpu=timeline, gpu_runs=traced,
-            kv_bytes_per_token=s.kv_bytes(kv_context), kv_context=kv_context,
+            runs=done, notes=self.notes + extra, gpu=tl, gpu_runs=self.traced,
+            kv_bytes_per_token=s.kv_bytes(self.kv_context), kv_context=self.kv_context,
+            cold_start=self.priming.record(done, self.open_s) if self.priming is not None else None,
         )
-
-    def on_run(rec):
-        done.append(rec)
-        if (json_path or trace_path) and not failed:
-            try:
-                _save_partial(build_result(partial=len(done) < settings.runs), json_path, trace_path,
-                              timeline, traced)
-            except OutputError as e:  # keep measuring; the final save says where the result went
-                failed.append(e)
-
-    sets = 2 if gpu_timeline else 1
-    with Progress(progress, sets * settings.runs * (settings.warmup + settings.tokens), "decoding") as bar:
-        if gpu_timeline:
-            timeline = _traced_set(s.model, ids, settings, traced,
-                                   decode_ticker(bar, settings.runs, settings.warmup, "traced "), hook)
-        dec.measure(s.model, ids, settings.runs, settings.warmup, settings.tokens,
-                    on_token=decode_ticker(bar, settings.runs, settings.warmup), on_run=on_run,
-                    prefill=hook)
-    return build_result(partial=False)
 
 
 def _save_partial(res, json_path, trace_path, timeline, traced):
@@ -98,46 +147,11 @@ def _save_partial(res, json_path, trace_path, timeline, traced):
     if trace_path:
         from . import trace
 
-        if timeline is not None:  # GPU kernels exist for the traced runs: trace those
+        if timeline is not None:  # GPU records exist for the traced runs: trace those
             trace.write(trace_path, res.model_copy(update={"runs": traced}),
-                        gpu_spans=timeline.spans(), label="traced runs + GPU kernels")
+                        gpu_spans=timeline.spans(), label="traced runs + GPU graphs and kernels")
         else:
             trace.write(trace_path, res)
-
-
-TIMELINE_METHOD = (
-    "A separate set of traced runs comes first, with CUPTI kernel activity enabled over the whole "
-    "set (prefill and warm-up included, so every CUDA graph is built under tracing); kernels are "
-    "placed on the perf_counter clock by a CUPTI/host clock fit and attributed to the measured "
-    "tokens only. The normal untraced runs follow and alone give tok/s and the split. Tracing cost "
-    "= traced vs untraced tok/s (two sequential sets, not interleaved). The verdict's GPU share is "
-    "the busy fraction of the traced runs."
-)
-
-
-def _traced_set(model, ids, settings, traced, on_token, prefill=None):
-    """Run the traced set under one CUPTI session; return its GpuTimeline."""
-    import mlx.core as mx
-
-    from .gpu.cupti import Recorder, RecorderError
-
-    try:
-        with Recorder(sync=mx.synchronize) as rec:
-            traced.extend(dec.measure(model, ids, settings.runs, settings.warmup, settings.tokens,
-                                      on_token=on_token, on_run=rec.flush, prefill=prefill))
-    except RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
-        raise InputError(f"--gpu-timeline: {e}") from e
-    timeline = rec.analyze(traced)
-    timeline.method = TIMELINE_METHOD
-    return timeline
-
-
-def _tracing_cost(timeline, traced, untraced):
-    from . import stats
-
-    timeline.traced_tok_s = stats.summarize([r.tok_s for r in traced])
-    timeline.overhead = stats.compare([r.tok_s for r in untraced], [r.tok_s for r in traced],
-                                      names=("untraced", "traced"))
 
 
 def vlm(model: str, image: str, weights: str = "auto", dtype: Optional[str] = None,

@@ -36,6 +36,13 @@ class Progress:
             kw = {"description": description} if description is not None else {}
             self._bar.update(self._task, advance=steps, **kw)
 
+    def reset(self, total: Optional[int], description: str):
+        """Start over with a new total (e.g. once the model is open and the
+        number of runs is known), keeping the elapsed-time clock of the display."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=0, description=description)
+
     def describe(self, description: str):
         if self._bar is not None:
             self._bar.update(self._task, description=description)
@@ -58,11 +65,19 @@ class Progress:
         return False
 
 
-def decode_ticker(progress: Progress, runs: int, warmup: int, label: str = ""):
-    """An `on_token(run, n)` callback for `decode.measure` that advances the bar."""
+def schedule_ticker(progress: Progress, order, warmup: int):
+    """An `on_token(run, n)` callback for `decode.measure` over an interleaved
+    `order` of run kinds ("untraced", "graph", "kernel"): each kind counts its
+    own runs, traced ones say how they are traced."""
+    counts, ordinal = {}, []
+    for kind in order:
+        counts[kind] = counts.get(kind, 0) + 1
+        ordinal.append(counts[kind])
 
     def tick(run, n):
+        kind = order[run]
+        label = "" if kind == "untraced" else f"{kind}-traced "
         phase = "warm-up" if n < warmup else "measuring"
-        progress.advance(f"{label}run {run + 1}/{runs} {phase}")
+        progress.advance(f"{label}run {ordinal[run]}/{counts[kind]} {phase}")
 
     return tick

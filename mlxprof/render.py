@@ -75,6 +75,10 @@ def decode_table(r, console=None):
     t.add_row("versions", f"mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}")
     if p.knobs:
         t.add_row("knobs", " ".join(f"{k}={v}" for k, v in p.knobs.items()))
+    if getattr(r, "cold_start", None) is not None:
+        from .coldstart import describe
+
+        t.add_row("cold start", describe(r.cold_start))
     if getattr(r, "gpu", None) is not None:
         _gpu_rows(t, r.gpu, s)
     for note in st.reduced + r.notes:
@@ -83,24 +87,32 @@ def decode_table(r, console=None):
 
 
 def _gpu_rows(t, g, split):
-    """Rows for a CUPTI kernel timeline (decode --gpu-timeline)."""
+    """Rows for a CUPTI timeline (decode --gpu-timeline): each figure says which
+    traced runs it came from, and each kind of traced run what it cost."""
     per_run = ", ".join(f"{x:.0%}" for x in g.busy_fraction_runs)
-    t.add_row("GPU busy", f"{g.busy_fraction:.0%} of wall over {g.runs} traced runs ({per_run}); "
-                          f"kernel timeline from {g.source}")
+    graph = g.busy_level == "graph"
+    what = ("graph-level records, one per CUDA graph launch" if graph else "kernel-level records")
+    t.add_row("GPU busy", f"{g.busy_fraction:.0%} of wall over {g.runs} {'graph' if graph else 'kernel'}-traced "
+                          f"runs ({per_run}): {what}, from {g.source}")
     gm = g.gpu_ms_per_token
     share = f" = {gm.median / split.token_ms:.0%} of an untraced token" if split.token_ms else ""
-    t.add_row("GPU per token", f"{gm.median:.2f} ms busy median (min {gm.min:.2f}, max {gm.max:.2f}){share}; "
-                               f"{g.kernels_per_token:.0f} kernels, {g.kernel_ms_per_token:.2f} ms summed, "
-                               f"{g.graph_kernel_share:.0%} from CUDA graphs")
+    launches = f"; {g.graphs_per_token:.1f} CUDA graph launches" if g.graphs_per_token is not None else ""
+    t.add_row("GPU per token", f"{gm.median:.2f} ms busy median (min {gm.min:.2f}, max {gm.max:.2f}){share}"
+                               f"{launches}")
+    table_runs = g.table_runs if g.table_runs is not None else g.runs
+    cross = (f"; kernel-level busy {g.kernel_busy_fraction:.0%} in those runs"
+             if g.kernel_busy_fraction is not None else "")
+    t.add_row("GPU kernels", f"{g.kernels_per_token:.0f} per token, {g.kernel_ms_per_token:.2f} ms summed, "
+                             f"{g.graph_kernel_share:.0%} from CUDA graphs: from {table_runs} "
+                             f"{g.table_level}-traced run{'s' if table_runs != 1 else ''}{cross}")
     t.add_row("GPU by primitive", "   ".join(
         f"{p.primitive} {p.ms_per_token:.2f} ms ({p.share:.0%}, {p.count_per_token:.0f}×)" for p in g.by_primitive[:6]))
     for k in g.top_kernels[:8]:
         t.add_row("  kernel", f"{k.name} [{k.primitive}]: {k.ms_per_token:.3f} ms/token ({k.share:.0%}), "
                               f"{k.count_per_token:.1f}×/token, {k.mean_us:.1f} µs each")
-    if g.overhead is not None:
-        o = g.overhead
-        t.add_row("tracing cost", f"traced {o.candidate_summary.median:.2f} vs untraced "
-                                  f"{o.baseline_summary.median:.2f} tok/s median: ×{o.ratio:.3f} "
+    for name, n, o in g.costs():
+        t.add_row("tracing cost", f"{name}, {n} run{'s' if n != 1 else ''}: {o.candidate_summary.median:.2f} vs "
+                                  f"untraced {o.baseline_summary.median:.2f} tok/s median: ×{o.ratio:.3f} "
                                   f"(95% CI {o.ci_low:.3f}–{o.ci_high:.3f}, {o.verdict})")
     c = g.clock
     t.add_row("GPU clock", f"CUPTI→perf_counter fit on {c.pairs} pairs over {c.span_s:.1f} s: residual "

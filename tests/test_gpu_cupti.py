@@ -87,12 +87,20 @@ class FakeKind(enum.IntEnum):
     MEMSET = 2
     KERNEL = 3
     CONCURRENT_KERNEL = 10
+    GRAPH_TRACE = 49
+
+
+MS = 1_000_000  # ns
 
 
 class FakeCupti:
-    """Mimics cupti-python's activity API: on a forced flush it hands the
-    buffer-completed callback one 1 ms kernel every 2 ms of the time the kernel
-    kind was enabled, on a clock 1.7e18 ns off perf_counter and 20 ppm fast."""
+    """Mimics cupti-python's activity API. While graph or kernel activity is
+    enabled the fake GPU runs one 1 ms CUDA graph every 2 ms, holding two
+    kernels (0-0.4 ms and 0.5-0.9 ms): with GRAPH_TRACE on, a forced flush
+    hands the callback one graph record per graph (per-node records are
+    suppressed, as CUPTI does); with CONCURRENT_KERNEL alone, the two kernel
+    records. Graph-level busy is 0.5, kernel-level 0.4. Its clock is 1.7e18 ns
+    off perf_counter and 20 ppm fast. `log` keeps (perf_counter, event, kind)."""
 
     ActivityKind = FakeKind
     OFFSET = 1_700_000_000_000_000_000
@@ -100,8 +108,11 @@ class FakeCupti:
     def __init__(self):
         self.enabled = set()
         self.registered = 0
+        self.requested = self.completed = None
         self.since = None
         self.flushes = 0
+        self.finalizes = 0
+        self.log = []
 
     def get_timestamp(self):
         return self.OFFSET + int(time.perf_counter_ns() * (1 + 20e-6))
@@ -113,30 +124,62 @@ class FakeCupti:
     def activity_enable(self, kind):
         if kind == FakeKind.MEMCPY:
             raise RuntimeError("CUPTI_ERROR_NOT_SUPPORTED")  # optional kinds may fail
-        self.enabled.add(kind)
-        if kind == FakeKind.CONCURRENT_KERNEL:
+        assert self.completed is not None, "activity enabled with no buffer callbacks registered"
+        if self.since is None:
             self.since = self.get_timestamp()
+        self.enabled.add(kind)
+        self.log.append((time.perf_counter(), "enable", kind))
 
     def activity_disable(self, kind):
         self.enabled.discard(kind)
+        self.log.append((time.perf_counter(), "disable", kind))
+
+    def _records(self, now):
+        graph = FakeKind.GRAPH_TRACE in self.enabled
+        acts, t = [], self.since
+        while t + MS <= now:
+            if graph:
+                acts.append(SimpleNamespace(kind=int(FakeKind.GRAPH_TRACE), start=t, end=t + MS, graph_id=3))
+            else:
+                for a, b in ((0, 0.4), (0.5, 0.9)):
+                    acts.append(SimpleNamespace(kind=int(FakeKind.CONCURRENT_KERNEL), start=t + int(a * MS),
+                                                end=t + int(b * MS), name=QMV, graph_id=3))
+            t += 2 * MS
+        return acts, t
 
     def activity_flush_all(self, flag):
         self.flushes += 1
-        if FakeKind.CONCURRENT_KERNEL not in self.enabled:
+        self.log.append((time.perf_counter(), "flush", None))
+        if not {FakeKind.CONCURRENT_KERNEL, FakeKind.GRAPH_TRACE} & self.enabled:
+            self.since = None
             return
         size, _ = self.requested()
         assert size > 0
-        now = self.get_timestamp()
-        acts, t = [], self.since
-        while t + 1_000_000 <= now:
-            acts.append(SimpleNamespace(kind=int(FakeKind.CONCURRENT_KERNEL), start=t, end=t + 1_000_000,
-                                        name=QMV, graph_id=3))
-            t += 2_000_000
-        self.since = t
+        acts, self.since = self._records(self.get_timestamp())
         self.completed(acts)
 
     def activity_get_num_dropped_records(self, context, stream_id, ptr):
         ctypes.c_uint64.from_address(ptr).value = 0
+
+    def finalize(self):
+        assert not self.enabled, "finalize with activity still enabled"
+        self.finalizes += 1
+        self.requested = self.completed = None  # CUPTI forgets its callbacks when it detaches
+        self.log.append((time.perf_counter(), "finalize", None))
+
+    def enabled_during(self, lo, hi):
+        """Whether any activity kind was enabled at some time in [lo, hi] (perf_counter)."""
+        on, t_on = set(), None
+        for t, ev, kind in self.log:
+            if t > hi:
+                break
+            if ev == "enable":
+                on.add(kind)
+            elif ev == "disable":
+                on.discard(kind)
+                if not on and t >= lo:
+                    return True
+        return bool(on)
 
 
 @pytest.fixture
@@ -156,16 +199,71 @@ def test_recorder_against_fake_cupti(fake_cupti):
     with gpu_cupti.Recorder() as rec:
         time.sleep(0.6)  # long enough for the before/after pairs to measure drift
     t_b = time.perf_counter()
-    assert fake_cupti.registered == 1 and not fake_cupti.enabled
+    assert fake_cupti.registered == 1 and not fake_cupti.enabled and fake_cupti.finalizes == 1
     assert rec.kinds == ["kernel", "memset"] and any("MEMCPY" in e for e in rec.errors)
     assert rec.dropped == 0
     assert rec.clock.drift_ppm == pytest.approx(-20, abs=5)  # host per CUPTI second: 1/(1+20e-6)
     host = to_host(rec.kernels, rec.clock)
     assert t_a - 1e-4 <= host[0][0] and host[-1][1] <= t_b + 1e-4  # placed on the host clock
-    assert busy_fraction([(s, e) for s, e, _ in host], host[0][0], host[-1][1]) == pytest.approx(0.5, abs=0.02)
-    with gpu_cupti.Recorder() as rec2:  # a second recorder reuses the one registration
+    assert busy_fraction([(s, e) for s, e, _ in host], host[0][0], host[-1][1]) == pytest.approx(0.4, abs=0.02)
+    with gpu_cupti.Recorder() as rec2:  # CUPTI detached: the callbacks are registered again
         time.sleep(0.01)
-    assert fake_cupti.registered == 1 and rec2.kernels
+    assert fake_cupti.registered == 2 and rec2.kernels
+
+
+def test_recorder_per_run_disables_flushes_and_detaches_after_each_run(fake_cupti):
+    rec = gpu_cupti.Recorder()
+    assert rec.start("graph") == ["graph", "kernel", "memset"]
+    assert fake_cupti.enabled == {FakeKind.GRAPH_TRACE, FakeKind.CONCURRENT_KERNEL, FakeKind.MEMSET}
+    time.sleep(0.02)
+    rec.stop()
+    # every kind disabled, then a flush, then CUPTI detached; nothing left enabled
+    events = [(ev, kind) for _, ev, kind in fake_cupti.log]
+    last_disable = max(i for i, (ev, _) in enumerate(events) if ev == "disable")
+    assert {k for ev, k in events if ev == "disable"} == {FakeKind.GRAPH_TRACE, FakeKind.CONCURRENT_KERNEL,
+                                                          FakeKind.MEMSET}
+    assert events[last_disable + 1][0] == "flush" and events[-1][0] == "finalize"
+    assert not fake_cupti.enabled and not rec.active and fake_cupti.finalizes == 1
+    n_graph = len(rec.kernels)
+    assert n_graph and all(k.kind == "graph" and k.name == "[graph]" and k.graph_id == 3 for k in rec.kernels)
+    time.sleep(0.02)  # untraced: nothing recorded
+    assert rec.start("kernel") == ["kernel", "memset"] and fake_cupti.registered == 2
+    time.sleep(0.02)
+    rec.stop()
+    rec.close()
+    assert fake_cupti.finalizes == 2  # close() after a detached stop does not detach twice
+    kinds = [k.kind for k in rec.kernels[n_graph:]]
+    assert kinds and set(kinds) == {"kernel"}
+    assert rec.kinds == ["graph", "kernel", "memset"] and rec.starts == 2 and rec.clock.pairs >= 4
+
+
+def test_recorder_falls_back_when_graph_trace_is_refused(fake_cupti, monkeypatch):
+    real = fake_cupti.activity_enable
+
+    def no_graph(kind):
+        if kind == FakeKind.GRAPH_TRACE:
+            raise RuntimeError("CUPTI_ERROR_NOT_COMPATIBLE")
+        real(kind)
+
+    monkeypatch.setattr(fake_cupti, "activity_enable", no_graph)
+    rec = gpu_cupti.Recorder()
+    assert rec.start("graph") == ["kernel", "memset"]  # kernel records still come
+    rec.close()
+    assert any("GRAPH_TRACE not enabled" in e for e in rec.errors)
+
+
+def test_recorder_keeps_cupti_attached_when_finalize_fails(fake_cupti, monkeypatch):
+    def refuse():
+        raise RuntimeError("CUPTI_ERROR_NOT_SUPPORTED")
+
+    monkeypatch.setattr(fake_cupti, "finalize", refuse)
+    rec = gpu_cupti.Recorder()
+    rec.start("graph")
+    rec.stop()
+    rec.start("kernel")  # still attached: the one registration serves
+    rec.close()
+    assert fake_cupti.registered == 1 and not fake_cupti.enabled
+    assert any("cuptiFinalize failed" in e for e in rec.errors)
 
 
 def test_recorder_notes_deliveries_inside_measured_tokens():
@@ -185,31 +283,53 @@ def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path):
                                   "--warmup", "2", "--tokens", "8", "--prompt-tokens", "4", "--gpu-timeline",
                                   "-q", "--json", str(out)])
     assert r.exit_code == 0, r.output
-    for row in ("GPU busy", "GPU per token", "GPU by primitive", "tracing cost", "GPU clock"):
+    for row in ("GPU busy", "GPU per token", "GPU by primitive", "tracing cost", "GPU clock", "cold start"):
         assert row in r.output
     from mlxprof.decode import DecodeResult
     from mlxprof.results import load
 
     res = load(str(out), DecodeResult)
     tl = res.gpu
-    assert tl is not None and len(res.gpu_runs) == 2 and len(res.runs) == 2
-    assert tl.intervals == 2 * 7
-    # the fake keeps the GPU busy half of the time, whatever the host does
-    assert tl.busy_fraction == pytest.approx(0.5, abs=0.1)
-    token_ms = statistics_median([x for run in res.gpu_runs for x in run.token_ms])
-    assert tl.kernels_per_token == pytest.approx(token_ms / 2.0, rel=0.25)
+    # 2 untraced + 2 graph-traced runs interleaved, then 1 kernel-traced run
+    assert tl is not None and len(res.runs) == 2 and len(res.gpu_runs) == 3
+    assert [(t.name, t.level, t.runs) for t in tl.tiers] == [("graph", "graph", [0, 1]), ("kernel", "kernel", [2])]
+    assert tl.intervals == 2 * 7 and tl.runs == 2 and tl.table_runs == 1
+    # busy figures from the graph-level runs (0.5), the kernel table from the kernel-level run (0.4)
+    assert tl.busy_level == "graph" and tl.busy_fraction == pytest.approx(0.5, abs=0.1)
+    assert tl.table_level == "kernel" and tl.kernel_busy_fraction == pytest.approx(0.4, abs=0.1)
+    # one graph every 2 ms of the graph runs' windows, two kernels every 2 ms of the kernel run's:
+    # counts of records starting inside the windows, within one period at each window's ends
+    assert abs(tl.graphs_per_token * tl.intervals - tl.wall_s * 1e3 / 2) <= 2 * tl.runs
+    kernel_wall_ms = res.gpu_runs[2].deliveries_s[-1] * 1e3
+    assert abs(tl.kernels_per_token * 7 - kernel_wall_ms) <= 4
     assert tl.top_kernels[0].name == "qmv_kernel" and tl.by_primitive[0].primitive == "QuantizedMatmul"
     assert res.verdict.gpu_share == pytest.approx(tl.busy_fraction)
     assert res.verdict.basis.startswith("GPU busy fraction")
-    assert tl.overhead.baseline == "untraced" and tl.traced_tok_s.n == 2
-    assert "traced runs comes first" in tl.method
-    assert fake_cupti.flushes >= 2 + 2  # one per traced run, then at the end (before and after disable)
+    # each tier's tracing cost: its runs against the untraced runs of the same process
+    g, k = tl.tiers
+    assert g.overhead.baseline == "untraced" and g.overhead.candidate == "graph-traced"
+    assert g.overhead.baseline_summary.samples == [run.tok_s for run in res.runs]
+    assert g.overhead.candidate_summary.samples == [run.tok_s for run in res.gpu_runs[:2]]
+    assert k.overhead.candidate_summary.samples == [res.gpu_runs[2].tok_s]
+    assert tl.overhead == g.overhead and tl.traced_tok_s.n == 2
+    assert "interleave" in tl.method and "cuptiFinalize" in tl.method
+    # CUPTI was enabled for the traced runs only, and detached after each
+    for run in res.runs:
+        lo, hi = run.t0 + run.deliveries_s[0], run.t0 + run.deliveries_s[-1]
+        assert not fake_cupti.enabled_during(lo, hi)
+    for run in res.gpu_runs:
+        assert fake_cupti.enabled_during(run.t0, run.t0 + run.deliveries_s[-1])
+    assert fake_cupti.finalizes == 1 + 3  # the availability probe, then after each traced run
+    assert not fake_cupti.enabled
     assert not any("deliveries" in n for n in tl.notes)  # all deliveries fell between runs
+    assert res.cold_start is not None and res.cold_start.cache_dir is not None
     json.loads(out.read_text())  # plain JSON (spans are not saved)
     assert "_spans" not in out.read_text()
 
 
-def statistics_median(xs):
-    import statistics
-
-    return statistics.median(xs)
+def test_decode_keeps_the_untraced_figures_when_cupti_refuses(fake_cupti):
+    fake_cupti.activity_enable = lambda kind: (_ for _ in ()).throw(RuntimeError("CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"))
+    r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", "1",
+                                  "--warmup", "1", "--tokens", "3", "--prompt-tokens", "4", "--gpu-timeline", "-q"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1].startswith("mlxprof: error: --gpu-timeline: CUPTI could not enable")

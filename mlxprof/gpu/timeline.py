@@ -6,9 +6,16 @@ from `mlxprof.gpu.cupti.Recorder`; the clock fit from `mlxprof.gpu.clock`.
 
 Definitions (over the measured tokens only, as tok/s is):
   window          [first measured delivery, last measured delivery] of a run
-  busy fraction   |union of kernel intervals ∩ window| / |window|
+  busy fraction   |union of record intervals ∩ window| / |window|
   GPU ms/token    busy time inside one token interval (delivery n-1 → n)
   kernels/token   kernels starting inside the windows / token intervals
+
+Records are graph-level (one per CUDA graph launch: its first node's start to
+its last node's end, so gaps between a graph's nodes count as busy: the device
+is working through the graph, not waiting on the host) or kernel-level (one
+per kernel). A decode's busy fraction comes from graph-level runs, which cost
+little to trace; its kernel table from kernel-level runs, traced separately
+(`combine`); `TracingTier` says which runs gave what, at what tracing cost.
 """
 
 import bisect
@@ -20,14 +27,16 @@ from .. import stats
 from .clock import ClockFit
 from .kernels import kernel_family
 
+GRAPH_NAME = "[graph]"  # a graph-level record's name (gpu/cupti.py gives them this one)
+
 
 class Kernel(NamedTuple):
     """One activity record as CUPTI gave it (timestamps in CUPTI ns)."""
 
     start: int
     end: int
-    name: str  # raw (usually mangled) kernel name; "[memcpy]" / "[memset]"
-    kind: str  # "kernel", "memcpy", "memset"
+    name: str  # raw (usually mangled) kernel name; "[memcpy]" / "[memset]" / "[graph]"
+    kind: str  # "kernel", "memcpy", "memset", "graph" (one CUDA graph launch)
     graph_id: int  # 0 when not launched from a CUDA graph
 
 
@@ -46,6 +55,18 @@ class PrimitiveStat(BaseModel):
     count_per_token: float
     ms_per_token: float
     share: float
+
+
+class TracingTier(BaseModel):
+    """One kind of traced run: what CUPTI recorded, in which runs, what it gave, what it cost."""
+
+    name: str  # which traced runs: "graph" (for the busy fraction) or "kernel" (for the kernel table)
+    level: str  # what their records were: "graph" (one per CUDA graph launch) or "kernel" (one per kernel)
+    kinds: List[str]  # activity kinds enabled
+    runs: List[int]  # indexes into the decode result's gpu_runs
+    figures: str  # what was computed from these runs, in words
+    tok_s: stats.Summary
+    overhead: Optional[stats.Comparison] = None  # baseline "untraced", interleaved in the same process
 
 
 class GpuTimeline(BaseModel):
@@ -69,13 +90,29 @@ class GpuTimeline(BaseModel):
     invalid_records: int
     dropped_records: Optional[int] = None
     clock: ClockFit
-    # what tracing costs: the traced runs against the untraced (normal) ones
+    # what tracing costs: the busy-fraction runs against the untraced (normal) ones
     traced_tok_s: Optional[stats.Summary] = None
     overhead: Optional[stats.Comparison] = None  # baseline "untraced", candidate "traced"
     method: str = ""
     notes: List[str] = []
+    # where each figure came from; results saved before these existed had one
+    # kernel-level set of traced runs behind every figure (the defaults)
+    busy_level: str = "kernel"  # records behind busy fraction, GPU ms/token and the verdict's share
+    table_level: str = "kernel"  # records behind kernels/token, top kernels, by primitive
+    table_runs: Optional[int] = None  # traced runs behind the kernel table (None: the same `runs`)
+    graphs_per_token: Optional[float] = None  # CUDA graph launches per token (graph level)
+    kernel_busy_fraction: Optional[float] = None  # busy fraction the kernel-level runs saw (cross-check)
+    tiers: List[TracingTier] = []
 
     _spans: list = PrivateAttr(default_factory=list)
+
+    def costs(self) -> List[Tuple[str, int, stats.Comparison]]:
+        """(which traced runs, how many, tok/s against the untraced runs) for each
+        kind of traced run; one "traced runs" entry for results saved before kinds."""
+        if self.tiers:
+            return [(f"{x.name}-traced ({x.level}-level records)", len(x.runs), x.overhead)
+                    for x in self.tiers if x.overhead is not None]
+        return [("traced runs", self.runs, self.overhead)] if self.overhead is not None else []
 
     def spans(self) -> List[Tuple[str, float, float]]:
         """(name, start_s on the perf_counter clock, dur_s) of the recorded
@@ -175,12 +212,11 @@ def spans_for_trace(kernels: Sequence[Kernel], clock: ClockFit,
 
 def analyze(kernels: Sequence[Kernel], clock: ClockFit, runs: Sequence, kinds: Sequence[str],
             invalid: int = 0, dropped: Optional[int] = None, top: int = 15) -> GpuTimeline:
-    """Attribute recorded kernels to the measured tokens of `runs`
-    (RunRecord-like: t0, deliveries_s)."""
+    """Attribute recorded kernels (and graph launches) to the measured tokens
+    of `runs` (RunRecord-like: t0, deliveries_s)."""
     if not runs:
         raise ValueError("no traced runs to attribute kernels to")
     host = to_host(kernels, clock)
-    starts = [h[0] for h in host]
     merged = union_intervals((s, e) for s, e, _ in host)
     wins = [run_window(r) for r in runs]
     tok_wins = [w for r in runs for w in token_windows(r)]
@@ -188,33 +224,60 @@ def analyze(kernels: Sequence[Kernel], clock: ClockFit, runs: Sequence, kinds: S
     wall = sum(hi - lo for lo, hi in wins)
     busy_runs = busy_in_windows(merged, wins)
     per_token_ms = [b * 1e3 for b in busy_in_windows(merged, tok_wins)]
-    counts_runs = count_in_windows(starts, wins)
 
-    # kernels starting inside a run window: names, durations, graph launches
+    # records starting inside a run window: graph launches apart, kernels by name
+    starts = [h[0] for h in host]
     in_win = []
     for lo, hi in wins:
         i, j = bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)
         in_win.extend(host[i:j])
+    graphs = [h for h in in_win if h[2].kind == "graph"]
+    ks = [h for h in in_win if h[2].kind != "graph"]
     per = max(intervals, 1)
-    kstats, pstats, names, total_s = _kernel_stats(in_win, per)
-    n_in = len(in_win)
-    graphs = sum(1 for _, _, k in in_win if k.graph_id)
+    kstats, pstats, names, total_s = _kernel_stats(ks, per)
+    n_k = len(ks)
+    counts_runs = count_in_windows([h[0] for h in ks], wins)
     per_run_k = [c / max(len(r.deliveries_s) - 1, 1) for c, r in zip(counts_runs, runs)]
+    level = "graph" if graphs else "kernel"
     tl = GpuTimeline(
         kinds=list(kinds), runs=len(runs), intervals=intervals, wall_s=wall, busy_s=sum(busy_runs),
         busy_fraction=sum(busy_runs) / wall if wall > 0 else float("nan"),
         busy_fraction_runs=[b / (hi - lo) if hi > lo else float("nan") for b, (lo, hi) in zip(busy_runs, wins)],
         gpu_ms_per_token=stats.summarize(per_token_ms or [0.0], higher_is_better=False),
         kernel_ms_per_token=total_s * 1e3 / per,
-        kernels_per_token=n_in / per,
+        kernels_per_token=n_k / per,
         kernels_per_token_runs=per_run_k,
-        graph_kernel_share=graphs / n_in if n_in else 0.0,
+        graph_kernel_share=sum(1 for _, _, k in ks if k.graph_id) / n_k if n_k else 0.0,
         top_kernels=kstats[:top], by_primitive=pstats,
-        records=len(kernels), records_in_windows=n_in, invalid_records=invalid, dropped_records=dropped,
-        clock=clock, notes=_record_notes(n_in, per_run_k, dropped),
+        records=len(kernels), records_in_windows=len(in_win), invalid_records=invalid, dropped_records=dropped,
+        clock=clock, notes=_record_notes(len(in_win), per_run_k if level == "kernel" else [], dropped),
+        busy_level=level, table_level=level, graphs_per_token=len(graphs) / per if graphs else None,
     )
-    tl._spans = [(names[k.name][0], s, e - s) for s, e, k in in_win]  # every name classified above
+    names[GRAPH_NAME] = (GRAPH_NAME, "CUDA graph")
+    tl._spans = sorted(((names[k.name][0], s, e - s) for s, e, k in in_win), key=lambda x: x[1])
     return tl
+
+
+TABLE_FIELDS = ("kernel_ms_per_token", "kernels_per_token", "kernels_per_token_runs", "graph_kernel_share",
+                "top_kernels", "by_primitive")
+
+
+def combine(busy: GpuTimeline, table: Optional[GpuTimeline], tiers: Sequence[TracingTier] = ()) -> GpuTimeline:
+    """One timeline from the busy-fraction runs (`busy`, usually graph level)
+    and the kernel-table runs (`table`, kernel level; None when there were
+    none): busy figures from the first, kernel figures from the second, each
+    one's notes and spans kept."""
+    out = busy.model_copy(deep=True)
+    out.tiers = list(tiers)
+    if table is not None:
+        out = out.model_copy(update={f: getattr(table, f) for f in TABLE_FIELDS})
+        out.table_level, out.table_runs = table.table_level, table.runs
+        out.kernel_busy_fraction = table.busy_fraction
+        out.records_in_windows += table.records_in_windows
+        out.notes = busy.notes + [n for n in table.notes if n not in busy.notes]
+        out.kinds = busy.kinds + [k for k in table.kinds if k not in busy.kinds]
+    out._spans = sorted(busy.spans() + (table.spans() if table is not None else []), key=lambda x: x[1])
+    return out
 
 
 def _kernel_stats(in_win, per: int):

@@ -69,6 +69,11 @@ def decode_section(d, ctx):
         f"{st['tokens']} measured tokens, greedy; tok/s = (tokens − 1) / (t_last − t_first). "
         f"Prefill: {d['prefill_tok_s']['median']:.1f} tok/s median. Peak memory {_gb(d['peak_memory_bytes'])}."
     )
+    if d.get("cold_start"):
+        from ..coldstart import ColdStart, describe
+
+        lines.append(f"\n> Cold start: {describe(ColdStart.model_validate(d['cold_start']))}. The measured runs "
+                     "follow a discarded priming run (prefill + 2 tokens) that absorbs first-run compilation.")
     for note in st.get("reduced", []) + [n for n in d.get("notes", []) if n.startswith("partial")]:
         lines.append(f"\n> {note}")
     lines += ["", "## Where each token's time goes", ""]
@@ -92,15 +97,19 @@ def decode_section(d, ctx):
 @section("gpu")
 def gpu_section(g, ctx):
     lines = ["## The GPU's own timeline (CUPTI)", ""]
-    lines.append(
-        f"GPU busy **{g['busy_fraction']:.0%}** of the measured wall time (union of kernel intervals, "
-        f"{g['runs']} traced runs); GPU {g['gpu_ms_per_token']['median']:.2f} ms per token busy, "
-        f"{g['kernels_per_token']:.0f} kernels per token, {g['graph_kernel_share']:.0%} launched from CUDA graphs."
-    )
-    if g.get("overhead"):
-        o = g["overhead"]
-        lines.append(f"\nTracing cost: traced vs untraced tok/s ×{o['ratio']:.3f} "
-                     f"(95% CI {o['ci_low']:.3f}–{o['ci_high']:.3f}; {o['verdict']}).")
+    tiers = g.get("tiers") or []
+    if not tiers:  # saved before traced runs came in kinds: one kernel-level set behind every figure
+        lines.append(
+            f"GPU busy **{g['busy_fraction']:.0%}** of the measured wall time (union of kernel intervals, "
+            f"{g['runs']} traced runs); GPU {g['gpu_ms_per_token']['median']:.2f} ms per token busy, "
+            f"{g['kernels_per_token']:.0f} kernels per token, {g['graph_kernel_share']:.0%} launched from CUDA graphs."
+        )
+        if g.get("overhead"):
+            o = g["overhead"]
+            lines.append(f"\nTracing cost: traced vs untraced tok/s ×{o['ratio']:.3f} "
+                         f"(95% CI {o['ci_low']:.3f}–{o['ci_high']:.3f}; {o['verdict']}).")
+    else:
+        lines += _gpu_tier_lines(g, tiers)
     lines += ["", _table(["primitive", "kernels/token", "ms/token", "share of kernel time"],
                          [[p["primitive"], f"{p['count_per_token']:.0f}", f"{p['ms_per_token']:.3f}",
                            f"{p['share']:.0%}"] for p in g["by_primitive"][:10]])]
@@ -113,6 +122,35 @@ def gpu_section(g, ctx):
     if g.get("method"):
         lines += ["", f"_{g['method']}_"]
     return "\n".join(lines)
+
+
+def _gpu_tier_lines(g, tiers) -> List[str]:
+    """Which traced runs gave which figure, and what each kind of traced run cost."""
+    graph = g.get("busy_level") == "graph"
+    union = ("CUDA graph executions: graph-level records, one per graph launch" if graph
+             else "kernel intervals")
+    launches = (f", {g['graphs_per_token']:.1f} CUDA graph launches per token"
+                if g.get("graphs_per_token") is not None else "")
+    out = [f"GPU busy **{g['busy_fraction']:.0%}** of the measured wall time (union of {union}; "
+           f"{g['runs']} {'graph' if graph else 'kernel'}-traced runs interleaved with the untraced ones); "
+           f"GPU {g['gpu_ms_per_token']['median']:.2f} ms per token busy{launches}. The verdict's GPU share "
+           "is this busy fraction."]
+    n = g.get("table_runs") or g["runs"]
+    cross = (f"; kernel-level busy {g['kernel_busy_fraction']:.0%} in {'that run' if n == 1 else 'those runs'}"
+             if g.get("kernel_busy_fraction") is not None else "")
+    out.append(f"\nKernel table from {n} {g.get('table_level', 'kernel')}-traced run{'s' if n != 1 else ''} "
+               f"(every kernel recorded): {g['kernels_per_token']:.0f} kernels per token, "
+               f"{g['graph_kernel_share']:.0%} launched from CUDA graphs{cross}.")
+    rows = []
+    for t in tiers:
+        o = t.get("overhead")
+        cost = (f"×{o['ratio']:.3f} ({o['ci_low']:.3f}–{o['ci_high']:.3f}; {o['verdict']})" if o else "–")
+        rows.append([f"{t['name']}-traced", f"{t['level']}-level ({', '.join(t['kinds'])})", str(len(t["runs"])),
+                     f"{t['tok_s']['median']:.2f}", cost, t["figures"]])
+    out += ["", "Tracing cost: each kind of traced run against the untraced runs of the same process "
+                "(interleaved), tok/s ratio with its 95% CI:", "",
+            _table(["traced runs", "records", "runs", "tok/s median", "× untraced", "gave"], rows)]
+    return out
 
 
 @section("sweep")

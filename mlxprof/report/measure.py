@@ -11,6 +11,7 @@ gets. A step that fails is noted in the document and the others still run;
 a failed decode is fatal, since every document is built around it.
 """
 
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -49,6 +50,7 @@ class Steps:
             return
         self.log(f"[report] {kind} …")
         p = self.path(kind)
+        t = time.perf_counter()
         try:
             r = fn(p)
         except KeyboardInterrupt:
@@ -59,6 +61,8 @@ class Steps:
         except Exception as e:  # keep what was measured; say what was not
             self.failures.append(f"{kind}: {type(e).__name__}: {e}")
             return
+        finally:  # where a report's time goes (bench/time_to_profile.py prints these)
+            self.log(f"[report] {kind}: {time.perf_counter() - t:.1f} s")
         if r is not None:
             results.save(r, p)
             self.docs[kind] = results.load_any(p)
