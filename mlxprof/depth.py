@@ -218,7 +218,7 @@ def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None)
     """Every run of one depth: fresh cache, fill, warm-up, measured tokens."""
     import mlx.core as mx
 
-    from .progress import decode_ticker
+    from .progress import schedule_ticker
 
     fill = max(depth, 1)
     ids = session.prompt(fill)
@@ -228,7 +228,7 @@ def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None)
         if bar is not None:
             bar.describe(f"{label}filling {done}/{total}")
 
-    ticker = decode_ticker(bar, settings.runs, settings.warmup, label) if bar is not None else None
+    ticker = schedule_ticker(bar, ["untraced"] * settings.runs, settings.warmup, label) if bar is not None else None
     runs = dec.measure(session.model, ids, settings.runs, settings.warmup, settings.tokens, on_token=ticker,
                        prefill=fill_hook(session.model, ids, settings.prefill_step, on_chunk))
     mx.clear_cache()  # the next depth allocates other sizes

@@ -65,10 +65,10 @@ class Progress:
         return False
 
 
-def schedule_ticker(progress: Progress, order, warmup: int):
+def schedule_ticker(progress: Progress, order, warmup: int, prefix: str = ""):
     """An `on_token(run, n)` callback for `decode.measure` over an interleaved
     `order` of run kinds ("untraced", "graph", "kernel"): each kind counts its
-    own runs, traced ones say how they are traced."""
+    own runs, traced ones say how they are traced; `prefix` leads every line."""
     counts, ordinal = {}, []
     for kind in order:
         counts[kind] = counts.get(kind, 0) + 1
@@ -78,6 +78,6 @@ def schedule_ticker(progress: Progress, order, warmup: int):
         kind = order[run]
         label = "" if kind == "untraced" else f"{kind}-traced "
         phase = "warm-up" if n < warmup else "measuring"
-        progress.advance(f"{label}run {ordinal[run]}/{counts[kind]} {phase}")
+        progress.advance(f"{prefix}{label}run {ordinal[run]}/{counts[kind]} {phase}")
 
     return tick
