@@ -17,7 +17,9 @@ other cannot resolve 1 % on a shared host whose speed drifts over seconds, so:
 - every few rounds all loops restart from the same fresh prefill (+ untimed
   warm-up), keeping the KV depth near a decode run's and letting the greedy
   token ids be compared;
-- per round and comparison one ratio of tok/s; reported: the geometric mean,
+- per round and comparison one ratio of tok/s; reported: their geometric
+  mean with 20 % of the log ratios trimmed from each end (rounds in which
+  another tenant stalled one loop say nothing about the loops),
   its 95 % BCa bootstrap CI over rounds, the Wilcoxon signed-rank p on the
   log ratios; it stops when every CI half-width is ≤ 0.5 % (after 12 rounds)
   or the next round would pass --budget seconds (default 120).
@@ -38,20 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlxprof import paired, parity  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
-
-
-def header(session, st, pst, loops) -> str:
-    ident, prov = session.identity, session.provenance()
-    v = prov.versions
-    return "\n".join([
-        f"machine: {prov.chip} ({prov.backend} backend), {prov.platform}, python {prov.python}",
-        f"versions: mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}, "
-        f"mlxprof {v.get('mlxprof')}" + (f"; knobs {prov.knobs}" if prov.knobs else ""),
-        f"model: {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype})",
-        f"loops: {', '.join(loops)}; blocks of {pst.settle} + {pst.block} tokens; restart from a "
-        f"{st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.rounds_per_segment} rounds; "
-        f"budget {pst.budget_s:g} s, stop at ±{pst.precision:.1%}",
-    ])
 
 
 def round_line(rnd, comps) -> str:
@@ -81,7 +69,7 @@ def main(argv=None):
         print(f"bench/parity.py: error: {e}", file=sys.stderr)
         return 2
     loops = parity.loops_for(session.model, bench=True)
-    print(header(session, st, pst, loops))
+    print(parity.setup_lines(session, st, pst, loops))
     for note in st.reduced:
         print(f"note: {note}")
     run, runs = parity.run_paired_loops(session.model, ids, st, pst, loops,

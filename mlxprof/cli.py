@@ -93,7 +93,7 @@ def parity(model, weights, dtype, budget, block, rounds, warmup, tokens, prompt_
     Each loop continues its own cache in short blocks run in palindromic
     rounds (A B B A, …), restarting from the same prefill every segment; each
     round gives one ratio mlxprof / library tok/s. The result: their
-    geometric mean with a 95% bootstrap CI over rounds and a Wilcoxon p,
+    trimmed geometric mean with a 95% bootstrap CI over rounds and a Wilcoxon p,
     resolved when the CI lies wholly above or below ×0.98. It stops once the
     CI is within ±0.5% or at the time budget, and checks that both loops
     produce the same greedy token ids (a mismatch is reported, not an error).

@@ -370,6 +370,21 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
     return build_result(prov, s, settings, loops, run, runs)
 
 
+def setup_lines(session, st: ParitySettings, pst: paired.PairedSettings, loops) -> str:
+    """What a bench measures, on what: machine, backend, versions, model, method."""
+    ident, prov = session.identity, session.provenance()
+    v = prov.versions
+    return "\n".join([
+        f"machine: {prov.chip} ({prov.backend} backend), {prov.platform}, python {prov.python}",
+        f"versions: mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}, "
+        f"mlxprof {v.get('mlxprof')}" + (f"; knobs {prov.knobs}" if prov.knobs else ""),
+        f"model: {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype})",
+        f"loops: {', '.join(loops)}; blocks of {pst.settle} + {pst.block} tokens; restart from a "
+        f"{st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.rounds_per_segment} rounds; "
+        f"budget {pst.budget_s:g} s, stop at ±{pst.precision:.1%}",
+    ])
+
+
 def median_line(name: str, xs: List[float]) -> str:
     s = stats.summarize(xs)
     return (f"{name:>8}: {s.median:8.2f} ± {s.mad:.2f} tok/s per round (median ± MAD, n={s.n}; "

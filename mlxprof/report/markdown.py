@@ -245,9 +245,9 @@ def paired_parity_section(d):
         f"Paired blocks in one process: each loop continues its own cache in blocks of {run.settings.settle} + "
         f"{run.settings.block} tokens (the first {run.settings.settle} unmeasured), in palindromic rounds, "
         f"restarting from the same {st.prompt_tokens}-token prefill every {run.settings.rounds_per_segment} rounds; "
-        f"one tok/s ratio per round, their geometric mean with a 95% bootstrap CI over rounds. "
+        f"one tok/s ratio per round, their 20%-trimmed geometric mean with a 95% bootstrap CI over rounds. "
         f"{stop_sentence(run)}.", "",
-        _table(["ratio (tok/s)", "geometric mean", "95% CI", "half-width", "pairs", "Wilcoxon p", "verdict"], rows),
+        _table(["ratio (tok/s)", "trimmed geometric mean", "95% CI", "half-width", "pairs", "Wilcoxon p", "verdict"], rows),
         "", f"Median tok/s per round: {loops}. {r.tokens.sentence}",
     ])
 
