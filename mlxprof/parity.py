@@ -102,6 +102,14 @@ def bare_tokens(step, y, ids: List[int], lo: int, hi: int):
     return y
 
 
+def two_reads(run, settle: int, tokens: int) -> float:
+    """A block timed by two clock reads: after `settle` tokens and after the rest."""
+    run(settle)
+    t0 = time.perf_counter()
+    run(tokens)
+    return time.perf_counter() - t0
+
+
 class BareLoop(StepLoop):
     """The same loop and step as StepLoop, the clock read twice per block."""
 
@@ -110,10 +118,7 @@ class BareLoop(StepLoop):
         self.n += k
 
     def block(self, settle: int, tokens: int) -> float:
-        self.run(settle)
-        t0 = time.perf_counter()
-        self.run(tokens)
-        return time.perf_counter() - t0
+        return two_reads(self.run, settle, tokens)
 
 
 class GeneratorLoop:
@@ -148,10 +153,7 @@ class GeneratorLoop:
         self.n += k
 
     def block(self, settle: int, tokens: int) -> float:
-        self.run(settle)
-        t0 = time.perf_counter()
-        self.run(tokens)
-        return time.perf_counter() - t0
+        return two_reads(self.run, settle, tokens)
 
     def finish(self):
         self.gen.close()
@@ -170,24 +172,29 @@ def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int)
             else GeneratorLoop(loaded, prompt_ids, warmup, name) for name in names}
 
 
-def bookkeeping_s(n: int = 200_000) -> float:
+def bookkeeping_s(n: int = 200_000, repeats: int = 5) -> float:
     """Seconds per token that run_once's timing adds over the bare loop,
     timed in isolation (4 clock reads, 5 list stores, minus an empty loop):
-    a noise-free bound to set beside the paired mlxprof / bare ratio."""
+    a noise-free bound to set beside the paired mlxprof / bare ratio. Each
+    loop's fastest of `repeats` passes: a pass the OS interrupted is slower."""
     perf = time.perf_counter
-    b, s, w, d, st = ([0.0] * n for _ in range(5))
-    t = perf()
-    for i in range(n):
-        t_a = perf()
-        t_b = perf()
-        t_c = perf()
-        t_d = perf()
-        b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
-    timed = perf() - t
-    t = perf()
-    for i in range(n):
-        pass
-    return max(0.0, (timed - (perf() - t)) / n)
+    m = max(1, n // repeats)
+    b, s, w, d, st = ([0.0] * m for _ in range(5))
+    timed, empty = [], []
+    for _ in range(repeats):
+        t = perf()
+        for i in range(m):
+            t_a = perf()
+            t_b = perf()
+            t_c = perf()
+            t_d = perf()
+            b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
+        timed.append(perf() - t)
+        t = perf()
+        for i in range(m):
+            pass
+        empty.append(perf() - t)
+    return max(0.0, (min(timed) - min(empty)) / m)
 
 
 class LoopRun(BaseModel):

@@ -192,10 +192,17 @@ def parity_table(r, console=None):
     for c in r.paired.comparisons if r.paired else []:
         t.add_row("ratio", c.sentence())
     t.add_row("token ids", r.tokens.sentence)
+    shown = _parity_shown(r)
     for note in st.reduced + r.notes:
-        if not note.startswith("method: "):  # the method is the rows above
+        if note not in shown and not note.startswith("method: "):  # the method and rounds rows say it
             t.add_row("note", note)
     console.print(t)
+
+
+def _parity_shown(r):
+    from .paired import stop_sentence
+
+    return {stop_sentence(r.paired)} if r.paired else set()
 
 
 def _parity_method_rows(t, r):

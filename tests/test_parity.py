@@ -394,3 +394,14 @@ def test_step_variants_bench_runs(capsys):
     for name in mod.VARIANTS:
         assert f"{name} / mlxprof: ×" in out, name
     assert "mlx-vlm / mlxprof: ×" in out and "token ids" in out
+
+
+def test_partial_results_are_saved_between_segments(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(results, "save", lambda r, path: saved.append(r.model_copy(deep=True)))
+    r = parity.parity("gemma3n-tiny", rounds=3, warmup=1, tokens=8, block=2, prompt_tokens=4,
+                      json_path=str(tmp_path / "p.json"))
+    assert [len(x.paired.rounds) for x in saved] == [1, 2]  # after segments 1 and 2; the caller saves the last
+    assert all(x.paired.stop == "partial" and "partial" in " ".join(x.notes) for x in saved)
+    assert [len(x.runs) for x in saved] == [2, 4] and all(x.tokens.match for x in saved)
+    assert r.paired.stop == "rounds" and len(r.paired.rounds) == 3 and len(r.runs) == 6

@@ -248,7 +248,7 @@ def paired_parity_section(d):
         f"one tok/s ratio per round, their 20%-trimmed geometric mean with a 95% bootstrap CI over rounds. "
         f"{stop_sentence(run)}.", "",
         _table(["ratio (tok/s)", "trimmed geometric mean", "95% CI", "half-width", "pairs", "Wilcoxon p", "verdict"], rows),
-        "", f"Median tok/s per round: {loops}. {r.tokens.sentence}",
+        "", f"Median tok/s per round: {loops}. Token ids: {r.tokens.sentence}.",
     ])
 
 
