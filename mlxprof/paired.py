@@ -330,6 +330,15 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
                      stop=stop, method=st.method())
 
 
+def partial_run(settings: PairedSettings, loops: Sequence[str], rounds: List[PairedRound],
+                comparisons) -> PairedRun:
+    """The rounds so far as a run, for a result saved while measuring."""
+    return PairedRun(settings=settings, loops=list(loops), rounds=rounds,
+                     comparisons=compare_all(rounds, comparisons, settings.level),
+                     elapsed_s=rounds[-1].t_s + sum(rounds[-1].seconds) if rounds else 0.0,
+                     stop="partial", method=settings.method())
+
+
 def _finish(loops, names, on_segment, segment):
     for name in names:
         loops[name].finish()

@@ -22,7 +22,7 @@ raised.
 """
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import mlx.core as mx
 from pydantic import BaseModel
@@ -98,7 +98,7 @@ def bare_tokens(step, y, ids: List[int], lo: int, hi: int):
         next_y, next_lp = step(y)
         mx.async_eval(next_y, next_lp)
         ids[n] = y.item()
-        y, logprobs = next_y, next_lp
+        y, logprobs = next_y, next_lp  # logprobs held one token, as timed_tokens and generate_step hold them
     return y
 
 
@@ -321,7 +321,7 @@ def prepare_parity(model, weights="auto", dtype=None, rounds=None, warmup=None, 
 
 
 def run_paired_loops(loaded, ids, settings: ParitySettings, pst: paired.PairedSettings, loops: Sequence[str],
-            on_round=None, on_segment=None):
+                     on_round=None, on_segment=None):
     """The paired rounds: (PairedRun, [LoopRun])."""
     built = make_loops(loaded, loops, ids, settings.warmup)
     run = paired.run_rounds(built, comparisons_for(loops, loaded.library), pst, on_round=on_round,
@@ -348,30 +348,25 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
                                            json_path, block, budget)
     prov = s.provenance(command)
     loops = loops_for(s.model)
-    state: Dict[str, object] = {"comps": [], "rounds": [], "failed": None}
+    seen: List[paired.PairedRound] = []
+    failed: List[OutputError] = []
 
     def on_segment(built, k):  # save what the finished segments hold; keep measuring if that fails
-        if not json_path or state["failed"]:
-            return
-        done = [r for r in state["rounds"] if r.segment <= k]
-        run = paired.PairedRun(settings=pst, loops=list(loops), rounds=done,
-                               comparisons=paired.compare_all(done, comparisons_for(loops, s.model.library)),
-                               elapsed_s=done[-1].t_s, stop="partial", method=pst.method())
-        try:
-            results.save(build_result(prov, s, settings, loops, run, loop_runs(built, run)), json_path)
-        except OutputError as e:
-            state["failed"] = e
+        if json_path and not failed:
+            run = paired.partial_run(pst, loops, [r for r in seen if r.segment <= k],
+                                     comparisons_for(loops, s.model.library))
+            try:
+                results.save(build_result(prov, s, settings, loops, run, loop_runs(built, run)), json_path)
+            except OutputError as e:
+                failed.append(e)
 
     with Progress(progress, int(pst.budget_s), "parity") as bar:
-        last = [0.0]
-
         def on_round(rnd, comps):
-            state["rounds"].append(rnd)
+            done = rnd.t_s + sum(rnd.seconds) - (seen[-1].t_s + sum(seen[-1].seconds) if seen else 0.0)
+            seen.append(rnd)
             c = comps[0]
-            now = rnd.t_s + sum(rnd.seconds)
             bar.advance(f"parity round {rnd.round + 1}: {c.numerator}/{c.denominator} ×{c.ratio:.3f} "
-                        f"±{c.half_width:.1%}", steps=max(0.0, now - last[0]))
-            last[0] = now
+                        f"±{c.half_width:.1%}", steps=max(0.0, done))
 
         run, runs = run_paired_loops(s.model, ids, settings, pst, loops, on_round, on_segment)
     return build_result(prov, s, settings, loops, run, runs)
