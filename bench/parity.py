@@ -44,7 +44,7 @@ from mlxprof.errors import InputError  # noqa: E402
 
 def round_line(rnd, comps) -> str:
     rates = ", ".join(f"{name} {rnd.tok_s(name):.2f}" for name in dict.fromkeys(rnd.order))
-    ratios = " ".join(f"{c.numerator}/{c.denominator} ×{c.ratio:.4f}±{c.half_width:.2%}" for c in comps
+    ratios = " ".join(f"{c.numerator}/{c.denominator} ×{c.ratio:.4f}±{c.half_width:.2%} (n={c.pairs})" for c in comps
                       if c.pairs >= 2)
     return f"  round {rnd.round + 1:3d} @{rnd.t_s:6.1f}s  tok/s {rates}   {ratios}"
 

@@ -200,7 +200,7 @@ def _bootstrap_ci(logs: np.ndarray, level: float, seed: int) -> Tuple[float, flo
         return float(logs[0]), float(logs[0])
     with _quiet():
         for method in ("BCa", "percentile"):  # BCa can fail on tiny or degenerate samples
-            res = sps.bootstrap((logs,), trimmed_mean, confidence_level=level, n_resamples=2000,
+            res = sps.bootstrap((logs,), trimmed_mean, confidence_level=level, n_resamples=1000,
                                 method=method, rng=np.random.default_rng(seed))
             lo, hi = res.confidence_interval
             if np.isfinite(lo) and np.isfinite(hi):
@@ -262,8 +262,8 @@ def compare_pairs(ratios: Sequence[float], numerator: str, denominator: str, tar
         verdict = f"unresolved{unresolved_why}: the 95% CI spans ×{target:.2f}" if n >= MIN_PAIRS else \
             f"unresolved{unresolved_why}: fewer than {MIN_PAIRS} pairs"
     return PairedComparison(numerator=numerator, denominator=denominator, ratio=ratio, ci_low=lo, ci_high=hi,
-                            half_width=half, mean_ratio=mean, median_ratio=median, pairs=n, p_value=p, difference=difference,
-                            target=target, resolved=resolved, meets_target=meets, verdict=verdict)
+                            half_width=half, mean_ratio=mean, median_ratio=median, pairs=n, p_value=p,
+                            difference=difference, target=target, resolved=resolved, meets_target=meets, verdict=verdict)
 
 
 def compare_all(rounds, comparisons, level=0.95, why="") -> List[PairedComparison]:
@@ -271,9 +271,9 @@ def compare_all(rounds, comparisons, level=0.95, why="") -> List[PairedCompariso
             for num, den, target in comparisons]
 
 
-def _stop_reason(r: int, comps: List[PairedComparison], st: PairedSettings, elapsed: float,
+def _stop_reason(r: int, comps: Optional[List[PairedComparison]], st: PairedSettings, elapsed: float,
                  next_s: float) -> Optional[str]:
-    if r >= st.min_rounds and all(c.half_width <= st.precision for c in comps):
+    if comps is not None and r >= st.min_rounds and all(c.half_width <= st.precision for c in comps):
         return "precision"
     if st.max_rounds is not None and r >= st.max_rounds:
         return "rounds"
@@ -291,9 +291,12 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
                on_segment: Optional[Callable[[int], None]] = None) -> PairedRun:
     """Palindromic rounds over `loops` until the stop rule (module doc) ends
     them. `comparisons`: (numerator, denominator, target or None).
-    `on_round` sees each round and the comparisons so far; `on_segment(k)`
-    runs after segment k's loops have finished (the caller may save), for
-    every segment but the last: the caller has the whole run then."""
+    `on_round` sees each round and the comparisons as last computed (none
+    before `min_rounds`; then after every round while they are few, later
+    after every 5 % more rounds, since bootstrapping many pairs takes tens
+    of ms); `on_segment(k)` runs after segment k's loops have finished (the
+    caller may save), for every segment but the last: the caller has the
+    whole run then."""
     names = list(loops)
     st = settings
     per_token_block = st.settle + st.block
@@ -302,7 +305,8 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
     rounds: List[PairedRound] = []
     restart_s = 0.0
     stop = None
-    r = 0
+    comps: List[PairedComparison] = []
+    r, next_check = 0, st.min_rounds
     while stop is None:
         segment, first = divmod(r, st.rounds_per_segment)
         if first == 0:
@@ -319,11 +323,14 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
                                   tokens=st.block))
         round_s = clock() - t_round
         r += 1
-        comps = compare_all(rounds, comparisons, st.level)
+        fresh = None
+        if r >= next_check:
+            comps = fresh = compare_all(rounds, comparisons, st.level)
+            next_check = r + max(1, r // 20)
         if on_round:
             on_round(rounds[-1], comps)
         next_s = round_s + (restart_s if r % st.rounds_per_segment == 0 else 0.0)
-        stop = _stop_reason(r, comps, st, clock() - t_start, next_s)
+        stop = _stop_reason(r, fresh, st, clock() - t_start, next_s)
     _finish(loops, names, None, rounds[-1].segment)
     comps = compare_all(rounds, comparisons, st.level, STOP_WHY[stop])
     return PairedRun(settings=st, loops=names, rounds=rounds, comparisons=comps, elapsed_s=clock() - t_start,

@@ -364,9 +364,9 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
         def on_round(rnd, comps):
             done = rnd.t_s + sum(rnd.seconds) - (seen[-1].t_s + sum(seen[-1].seconds) if seen else 0.0)
             seen.append(rnd)
-            c = comps[0]
-            bar.advance(f"parity round {rnd.round + 1}: {c.numerator}/{c.denominator} ×{c.ratio:.3f} "
-                        f"±{c.half_width:.1%}", steps=max(0.0, done))
+            c = comps[0] if comps else None
+            bar.advance(f"parity round {rnd.round + 1}" + (f": {c.numerator}/{c.denominator} ×{c.ratio:.3f} "
+                        f"±{c.half_width:.1%}" if c else ""), steps=max(0.0, done))
 
         run, runs = run_paired_loops(s.model, ids, settings, pst, loops, on_round, on_segment)
     return build_result(prov, s, settings, loops, run, runs)
