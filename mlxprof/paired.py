@@ -128,9 +128,9 @@ class PairedComparison(Record):
     numerator: str
     denominator: str
     ratio: float  # trimmed geometric mean over pairs of numerator tok/s / denominator tok/s
-    ci_low: float
-    ci_high: float
-    half_width: float  # (ci_high - ci_low) / 2
+    ci_low: Optional[float]  # None below 2 pairs
+    ci_high: Optional[float]
+    half_width: Optional[float]  # (ci_high - ci_low) / 2
     mean_ratio: float  # the plain geometric mean
     median_ratio: float
     pairs: int
@@ -143,7 +143,7 @@ class PairedComparison(Record):
 
     def sentence(self) -> str:
         ci = (f"95% CI {self.ci_low:.4f}–{self.ci_high:.4f}, ±{self.half_width:.2%}"
-              if math.isfinite(self.half_width) else "no CI")
+              if self.half_width is not None else "no CI")
         return (f"{self.numerator} / {self.denominator}: ×{self.ratio:.4f} ({ci}; {self.pairs} pairs, "
                 f"Wilcoxon p={self.p_value:.2g}): {self.verdict}")
 
@@ -230,13 +230,14 @@ def compare_pairs(ratios: Sequence[float], numerator: str, denominator: str, tar
     ratio = float(np.exp(trimmed_mean(logs))) if n else float("nan")
     mean = float(np.exp(logs.mean())) if n else float("nan")
     median = float(np.exp(np.median(logs))) if n else float("nan")
-    if n < 2:
-        lo = hi = float("nan")
-        p = 1.0
-    else:
-        lo, hi = (float(np.exp(x)) for x in _bootstrap_ci(logs, level, seed))
+    lo = hi = half = None
+    p = 1.0
+    if n >= 2:
+        b_lo, b_hi = _bootstrap_ci(logs, level, seed)
+        if math.isfinite(b_lo) and math.isfinite(b_hi):
+            lo, hi = math.exp(b_lo), math.exp(b_hi)
+            half = (hi - lo) / 2
         p = _wilcoxon_p(logs)
-    half = (hi - lo) / 2 if n >= 2 else float("nan")
     if n < MIN_PAIRS:
         difference = "too few pairs"
     elif lo > 1 and p < alpha:
@@ -273,7 +274,8 @@ def compare_all(rounds, comparisons, level=0.95, why="") -> List[PairedCompariso
 
 def _stop_reason(r: int, comps: Optional[List[PairedComparison]], st: PairedSettings, elapsed: float,
                  next_s: float) -> Optional[str]:
-    if comps is not None and r >= st.min_rounds and all(c.half_width <= st.precision for c in comps):
+    if comps is not None and r >= st.min_rounds and \
+            all(c.half_width is not None and c.half_width <= st.precision for c in comps):
         return "precision"
     if st.max_rounds is not None and r >= st.max_rounds:
         return "rounds"

@@ -364,7 +364,7 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
         def on_round(rnd, comps):
             done = rnd.t_s + sum(rnd.seconds) - (seen[-1].t_s + sum(seen[-1].seconds) if seen else 0.0)
             seen.append(rnd)
-            c = comps[0] if comps else None
+            c = comps[0] if comps and comps[0].half_width is not None else None
             bar.advance(f"parity round {rnd.round + 1}" + (f": {c.numerator}/{c.denominator} ×{c.ratio:.3f} "
                         f"±{c.half_width:.1%}" if c else ""), steps=max(0.0, done))
 

@@ -187,6 +187,8 @@ def test_stops_early_on_precision_and_at_the_round_limit():
 
 
 def test_compare_pairs_edge_cases():
+    one = paired.compare_pairs([0.9], "x", "y", 0.99)
+    assert one.ci_low is None and one.half_width is None and "no CI" in one.sentence()
     few = paired.compare_pairs([0.9, 0.91, 0.9], "x", "y", 0.99)
     assert few.pairs == 3 and few.resolved is False and few.difference == "too few pairs"
     same = paired.compare_pairs([0.95] * 10, "x", "y", 0.99)
@@ -308,6 +310,20 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
     assert again == r
     with pytest.raises(Exception):
         results.load(out, dec.DecodeResult)  # kind is checked
+
+
+def test_a_one_round_result_saves_loads_and_renders(tmp_path):
+    from mlxprof import report
+
+    out = tmp_path / "one.json"
+    res = CliRunner().invoke(main, ["parity", "-m", "gemma3n-tiny", "--rounds", "1", "--warmup", "1",
+                                    "--tokens", "8", "--block", "2", "--prompt-tokens", "4", "-q", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "no CI" in res.output and "fewer than 6 pairs" in res.output
+    r = results.load(out, parity.ParityResult)
+    assert r.paired.comparisons[0].ci_low is None and len(r.paired.rounds) == 1
+    docs = report.load_results([str(out)])  # strict schema check, as `mlxprof report --from` does
+    assert "| – | – |" in report.markdown.parity_section(docs["parity"], {})
 
 
 def test_published_interleaved_results_still_load_and_render(capsys):

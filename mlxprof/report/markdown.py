@@ -237,8 +237,10 @@ def paired_parity_section(d):
     r = ParityResult.model_validate(d)
     run, st = r.paired, r.settings
     lib = r.order[-1]
-    rows = [[f"{c.numerator} / {c.denominator}", f"×{c.ratio:.4f}", f"{c.ci_low:.4f}–{c.ci_high:.4f}",
-             f"±{c.half_width:.2%}", str(c.pairs), f"{c.p_value:.2g}", c.verdict] for c in run.comparisons]
+    rows = [[f"{c.numerator} / {c.denominator}", f"×{c.ratio:.4f}",
+             "–" if c.ci_low is None else f"{c.ci_low:.4f}–{c.ci_high:.4f}",
+             "–" if c.half_width is None else f"±{c.half_width:.2%}", str(c.pairs), f"{c.p_value:.2g}", c.verdict]
+            for c in run.comparisons]
     loops = ", ".join(f"{k} {v.median:.2f}" for k, v in r.tok_s.items())
     return "\n".join([
         f"## Parity with {lib}'s own loop", "",
