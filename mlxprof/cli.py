@@ -114,21 +114,28 @@ def decode(ctx, model, weights, dtype, runs, warmup, tokens, prompt_tokens, prom
 
 @main.command(context_settings=CONTEXT)
 @model_options
+@click.option("--budget", type=float, default=None, metavar="SECONDS",
+              help="Stop when the next round would pass this many seconds of measuring [default 120].")
+@click.option("--block", type=int, default=None,
+              help="Measured tokens per block (after 2 unmeasured ones) [default 8, less for a small --tokens].")
 @click.option("--rounds", type=int, default=None,
-              help="Interleaved rounds, each one run of every loop (A B, B A, …) [default 5].")
-@counts(warmup=20, tokens=100, prompt_tokens=16)
+              help="At most this many rounds (one block pair per loop each) [default: no limit].")
+@counts(warmup="20 (here: after each prefill)", tokens="100 (here: per loop between prefills)", prompt_tokens=16)
 @prompt_option
-@json_option("rewritten after every round")
+@json_option("rewritten after every segment")
 @quiet_option
-def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
+def parity(model, weights, dtype, budget, block, rounds, warmup, tokens, prompt_tokens, prompt, json_path, quiet):
     """mlxprof's instrumented loop vs the library's own generate_step
-    (mlx-lm's for models mlx-lm builds, mlx-vlm's for the rest).
+    (mlx-lm's for models mlx-lm builds, mlx-vlm's for the rest), in one
+    process, in paired blocks.
 
-    Interleaved runs on one model and prompt; tok/s for both computed the
-    same way ((tokens - 1) / (t_last - t_first) at delivery, after the same
-    warm-up); the ratio mlxprof / library with a bootstrap 95% CI and a
-    Mann-Whitney p-value; and whether both loops produce the same greedy
-    token ids (a mismatch is reported, not an error).
+    Each loop continues its own cache in short blocks run in palindromic
+    rounds (A B B A, …), restarting from the same prefill every segment; each
+    round gives one ratio mlxprof / library tok/s. The result: their
+    trimmed geometric mean with a 95% bootstrap CI over rounds and a Wilcoxon p,
+    resolved when the CI lies wholly above or below ×0.98. It stops once the
+    CI is within ±0.5% or at the time budget, and checks that both loops
+    produce the same greedy token ids (a mismatch is reported, not an error).
     """
     from . import parity as par
     from . import render
@@ -136,7 +143,7 @@ def parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
     result = par.parity(
         model, weights=weights, dtype=dtype, rounds=rounds, warmup=warmup, tokens=tokens,
         prompt_tokens=prompt_tokens, prompt=prompt, json_path=file_path(json_path), progress=not quiet,
-        command=command_line(),
+        command=command_line(), block=block, budget=budget,
     )
     finish(result, json_path, render.parity_table)
 

@@ -106,17 +106,67 @@ class DecodeResult(Result):
 
 
 def make_step(model, cache, stream):
-    """One decode step as mlx-lm and mlx-vlm do it: forward, log-softmax,
+    """One decode step as mlx-lm's generate_step does it: forward, log-softmax,
     greedy pick. `model` is a `models.Loaded` (anything with `logits(ids,
-    cache)`)."""
+    cache)`). `step(ids)` takes a (1, L) prompt or the (1,) token the last
+    step picked; every op, the token's reshape to (1, 1) included, runs on
+    `stream`.
 
-    def step(y):
+    Why the reshape belongs inside: an op on another stream (`y[:, None]`
+    written outside `with mx.stream(...)` lands on the default stream) makes
+    MLX fence the two streams inside the eval (mlx/transforms.cpp, eval_impl),
+    and on CUDA that fence waits on the host (mlx/backend/cuda/fence.cpp,
+    Fence::wait calls Event::wait()): mx.async_eval then blocks until the
+    previous token is computed, so graph building no longer overlaps the GPU.
+    mlx-lm reshapes inside its stream (`input_tokens[None]` in
+    mlx_lm/generate.py, generate_step._step); mlx-vlm 0.7.10 calls
+    `_step(y[None])` outside it (mlx_vlm/generate/ar.py)."""
+
+    def step(ids):
         with mx.stream(stream):
-            logits = model.logits(y, cache)[:, -1, :]
+            if ids.ndim == 1:
+                ids = ids[None]
+            logits = model.logits(ids, cache)[:, -1, :]
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
             return mx.argmax(logprobs, axis=-1), logprobs
 
     return step
+
+
+class TokenTimes:
+    """The loop's per-token clock readings (perf_counter seconds) and ids,
+    preallocated so the loop only stores."""
+
+    def __init__(self, total: int):
+        self.build = [0.0] * total
+        self.submit = [0.0] * total
+        self.wait = [0.0] * total
+        self.deliver = [0.0] * total
+        self.start = [0.0] * total
+        self.ids = [0] * total
+
+
+def timed_tokens(step, y, times: TokenTimes, lo: int, hi: int, on_token=None):
+    """Tokens lo … hi-1 of the lookahead loop, each timed into `times`. `y`
+    is the token in flight; returns the next one, still in flight (its step
+    submitted). run_once runs every token through it; parity's paired
+    blocks run the same loop a block at a time."""
+    build, submit, wait, deliver, start, ids = (times.build, times.submit, times.wait, times.deliver,
+                                                times.start, times.ids)
+    perf = time.perf_counter
+    for n in range(lo, hi):
+        t_a = perf()
+        next_y, next_lp = step(y)
+        t_b = perf()
+        mx.async_eval(next_y, next_lp)
+        t_c = perf()
+        ids[n] = y.item()
+        t_d = perf()
+        build[n], submit[n], wait[n], deliver[n], start[n] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
+        y, logprobs = next_y, next_lp
+        if on_token is not None:
+            on_token(n)
+    return y
 
 
 def run_once(
@@ -138,12 +188,7 @@ def run_once(
     cache = model.make_cache()
     step = make_step(model, cache, stream)
     total = warmup + tokens
-    build = [0.0] * total
-    submit = [0.0] * total
-    wait = [0.0] * total
-    deliver = [0.0] * total
-    start = [0.0] * total
-    ids = [0] * total
+    times = TokenTimes(total)
     mx.reset_peak_memory()
 
     t_pre = time.perf_counter()
@@ -157,21 +202,11 @@ def run_once(
     mx.eval(y)
     prefill_s = time.perf_counter() - t_pre
 
-    perf = time.perf_counter
-    for n in range(total):
-        t_a = perf()
-        next_y, next_lp = step(y[:, None])
-        t_b = perf()
-        mx.async_eval(next_y, next_lp)
-        t_c = perf()
-        ids[n] = y.item()
-        t_d = perf()
-        build[n], submit[n], wait[n], deliver[n], start[n] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
-        y, logprobs = next_y, next_lp
-        if on_token is not None:
-            on_token(n)
+    y = timed_tokens(step, y, times, 0, total, on_token)
     mx.eval(y)  # drain the last lookahead step so the next run starts clean
 
+    build, submit, wait, deliver, start, ids = (times.build, times.submit, times.wait, times.deliver,
+                                                times.start, times.ids)
     m = slice(warmup, total)
     d = deliver[m]
     t0 = d[0]

@@ -149,7 +149,7 @@ def step_graph(model, context: int, dot_file, prefill_chunk: int = 2048):
     mvs = streamed_matvecs(model.text)
     heads = {mv.name for mv in mvs if hasattr(mv.module, "as_linear")}
     with _CallCounter(mvs, heads) as cc:
-        next_y, next_lp = step(y[:, None])
+        next_y, next_lp = step(y)  # the (1,) token, reshaped inside the step as in the decode loop
     grew = _capacities(cache) != before
     # The evaluated input token goes first so it is the DOT's first source ("A"):
     # that is how the parser tells the token's path from weights.

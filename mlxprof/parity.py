@@ -1,9 +1,9 @@
 """Parity: mlxprof's instrumented loop against the library's own generation loop.
 
 A profiler that slows what it measures, or measures a loop nobody runs, is
-wrong. `mlxprof parity` runs, interleaved (A B A B …) on one model and prompt:
+wrong. `mlxprof parity` compares, in one process, on one model and prompt:
 
-  mlxprof   decode.run_once: the lookahead loop with per-token timing
+  mlxprof   decode.run_once's loop: lookahead decode with per-token timing
   mlx-lm    mlx_lm.generate.generate_step, greedy (models mlx-lm builds)
   mlx-vlm   mlx_vlm.generate.ar.generate_step, greedy (models mlx-vlm builds)
 
@@ -11,25 +11,34 @@ and `bench/parity.py` adds
 
   bare      the same lookahead loop as mlxprof's with no per-token timing
 
-Every loop's tok/s is computed the same way: (T - 1) / (t_last - t_first)
-over the T measured tokens after the same W warm-up tokens, each run from a
-fresh cache and prefill, the clock read when the token is delivered (after
-`.item()`, or when generate_step yields it). Both loops must produce the
-same greedy token ids; a mismatch is reported, not raised.
+The method is paired blocks (mlxprof/paired.py): every loop continues its own
+cache in short blocks, in palindromic rounds, and each round gives one pair
+ratio per comparison. Each loop's blocks are timed alike: two clock reads, at
+the delivery ending the block's unmeasured start and at its last delivery
+(after `.item()` for our loops, when generate_step yields for the library's).
+Every segment of rounds starts all loops from a fresh cache and the same
+prefill, and their greedy token ids must agree; a mismatch is reported, not
+raised.
 """
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import mlx.core as mx
 from pydantic import BaseModel
 
 from . import decode as dec
-from . import stats
-from .errors import OutputError
+from . import paired, stats
+from .errors import InputError, OutputError
+from .paired import PairedRun
 from .results import ModelIdentity, Result
 
-DEFAULT_ROUNDS = 5
+DEFAULT_BUDGET_S = 120.0
+DEFAULT_BLOCK = 8  # short blocks pair closest in time; see paired.py
+SETTLE = 2  # deliveries at a block's start left out: the token in flight, and the one after it
+PRECISION = 0.005  # stop when every 95% CI is within ±0.5 %
+MIN_ROUNDS = 12  # a bootstrap CI of fewer pairs runs narrow (tests: simulated hosts)
+TARGETS = {"bare": 0.99, "library": 0.98}  # mlxprof / bare ≥ 0.99, mlxprof / library ≥ 0.98
 
 
 def loops_for(loaded, bench: bool = False) -> tuple:
@@ -38,135 +47,170 @@ def loops_for(loaded, bench: bool = False) -> tuple:
     return ("mlxprof", "bare", loaded.library) if bench else ("mlxprof", loaded.library)
 
 
-def _window(t_first: float, t_last: float, tokens: int) -> float:
-    span = t_last - t_first
-    return (tokens - 1) / span if span > 0 else float("nan")
+def comparisons_for(loops: Sequence[str], library: str) -> list:
+    """(numerator, denominator, target): mlxprof against each other loop, and
+    bare against the library when both run."""
+    out = [("mlxprof", name, TARGETS["bare" if name == "bare" else "library"]) for name in loops if name != "mlxprof"]
+    if "bare" in loops and library in loops:
+        out.append(("bare", library, None))
+    return out
 
 
-def run_mlxprof(loaded, prompt_ids, warmup, tokens, stream):
-    """mlxprof's instrumented loop (the one `mlxprof decode` measures)."""
-    rec = dec.run_once(loaded, prompt_ids, warmup, tokens, stream=stream)
-    return rec.tok_s, rec.token_ids
+class StepLoop:
+    """decode.run_once's loop, a block at a time: the same step and the same
+    per-token timing (decode.timed_tokens), continuing one cache."""
+
+    def __init__(self, loaded, prompt_ids: List[int], warmup: int, stream=None):
+        self.loaded, self.prompt_ids, self.warmup = loaded, list(prompt_ids), warmup
+        self.stream = stream or mx.new_stream(mx.default_device())
+        self.segments: List[List[int]] = []  # the greedy ids of each finished segment
+        self.y = None
+
+    def make_step(self, cache):
+        return dec.make_step(self.loaded, cache, self.stream)
+
+    def restart(self, tokens: int):
+        self.step = self.make_step(self.loaded.make_cache())
+        self.times = dec.TokenTimes(self.warmup + tokens)
+        self.n = 0
+        y, _ = self.step(mx.array([self.prompt_ids]))
+        mx.eval(y)
+        self.y = y
+        self.run(self.warmup)
+
+    def run(self, k: int):
+        self.y = dec.timed_tokens(self.step, self.y, self.times, self.n, self.n + k)
+        self.n += k
+
+    def block(self, settle: int, tokens: int) -> float:
+        self.run(settle + tokens)
+        d = self.times.deliver
+        return d[self.n - 1] - d[self.n - 1 - tokens]
+
+    def finish(self):
+        mx.eval(self.y)  # drain the lookahead step in flight
+        self.segments.append(self.times.ids[: self.n])
 
 
-def run_bare(loaded, prompt_ids, warmup, tokens, stream):
-    """decode.run_once's lookahead loop with the per-token clock reads and
-    bookkeeping removed: the clock is read at two deliveries only."""
-    step = dec.make_step(loaded, loaded.make_cache(), stream or mx.new_stream(mx.default_device()))
-    total = warmup + tokens
-    last = total - 1
-    ids = [0] * total
-    perf = time.perf_counter
-    t_first = t_last = 0.0
-    y, logprobs = step(mx.array([prompt_ids]))
-    mx.eval(y)
-    for n in range(total):
-        next_y, next_lp = step(y[:, None])
+def bare_tokens(step, y, ids: List[int], lo: int, hi: int):
+    """timed_tokens' loop without its clock reads and stores."""
+    for n in range(lo, hi):
+        next_y, next_lp = step(y)
         mx.async_eval(next_y, next_lp)
         ids[n] = y.item()
-        if n == warmup:
-            t_first = perf()
-        elif n == last:
-            t_last = perf()
-        y, logprobs = next_y, next_lp
-    mx.eval(y)
-    return _window(t_first, t_last, tokens), ids
+        y, logprobs = next_y, next_lp  # logprobs held one token, as timed_tokens and generate_step hold them
+    return y
 
 
-def _timed_generator(gen, warmup: int, tokens: int):
-    """tok/s and ids of a library's generator, clock read as each token is yielded."""
-    total = warmup + tokens
-    last = total - 1
-    ids = [0] * total
-    perf = time.perf_counter
-    t_first = t_last = 0.0
-    for n, (tok, _) in enumerate(gen):
-        ids[n] = int(tok)
-        if n == warmup:
-            t_first = perf()
-        elif n == last:
-            t_last = perf()
-    mx.synchronize()  # generate_step leaves its last lookahead step in flight
-    return _window(t_first, t_last, tokens), ids
+def two_reads(run, settle: int, tokens: int) -> float:
+    """A block timed by two clock reads: after `settle` tokens and after the rest."""
+    run(settle)
+    t0 = time.perf_counter()
+    run(tokens)
+    return time.perf_counter() - t0
 
 
-def run_mlx_vlm(loaded, prompt_ids, warmup, tokens, stream=None):
-    """mlx-vlm's own loop, greedy, timed at yield. It runs on mlx-vlm's
-    generation stream (stream is ignored) with its own cache and prefill."""
-    from mlx_vlm.generate.ar import generate_step
+class BareLoop(StepLoop):
+    """The same loop and step as StepLoop, the clock read twice per block."""
 
-    gen = generate_step(mx.array([prompt_ids]), loaded.model, None, None,
-                        max_tokens=warmup + tokens, temperature=0.0)
-    return _timed_generator(gen, warmup, tokens)
+    def run(self, k: int):
+        self.y = bare_tokens(self.step, self.y, self.times.ids, self.n, self.n + k)
+        self.n += k
 
-
-def run_mlx_lm(loaded, prompt_ids, warmup, tokens, stream=None):
-    """mlx-lm's own loop, greedy (its default sampler), timed at yield, on
-    mlx-lm's generation stream with its own cache and chunked prefill."""
-    from mlx_lm.generate import generate_step
-
-    return _timed_generator(generate_step(mx.array(prompt_ids), loaded.model, max_tokens=warmup + tokens),
-                            warmup, tokens)
+    def block(self, settle: int, tokens: int) -> float:
+        return two_reads(self.run, settle, tokens)
 
 
-def bookkeeping_s(n: int = 200_000) -> float:
+class GeneratorLoop:
+    """A library's generate_step, advanced a block at a time; it runs on the
+    library's own stream with its own cache and prefill."""
+
+    def __init__(self, loaded, prompt_ids: List[int], warmup: int, library: str):
+        self.loaded, self.prompt_ids, self.warmup, self.library = loaded, list(prompt_ids), warmup, library
+        self.segments: List[List[int]] = []
+        self.gen = None
+
+    def _generator(self, max_tokens: int):
+        if self.library == "mlx-lm":
+            from mlx_lm.generate import generate_step
+
+            return generate_step(mx.array(self.prompt_ids), self.loaded.model, max_tokens=max_tokens)
+        from mlx_vlm.generate.ar import generate_step
+
+        return generate_step(mx.array([self.prompt_ids]), self.loaded.model, None, None,
+                             max_tokens=max_tokens, temperature=0.0)
+
+    def restart(self, tokens: int):
+        self.ids = [0] * (self.warmup + tokens)
+        self.n = 0
+        self.gen = self._generator(self.warmup + tokens + 1)  # never ends inside a block
+        self.run(self.warmup)
+
+    def run(self, k: int):
+        gen, ids = self.gen, self.ids
+        for n in range(self.n, self.n + k):
+            ids[n] = next(gen)[0]
+        self.n += k
+
+    def block(self, settle: int, tokens: int) -> float:
+        return two_reads(self.run, settle, tokens)
+
+    def finish(self):
+        self.gen.close()
+        mx.synchronize()  # the step it left in flight (mlx-vlm slices y on the default stream)
+        if self.library == "mlx-lm":
+            from mlx_lm.generate import generation_stream
+        else:
+            from mlx_vlm.generate.ar import generation_stream
+        mx.synchronize(generation_stream)
+        self.segments.append(self.ids[: self.n])
+
+
+def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int) -> Dict[str, object]:
+    kinds = {"mlxprof": StepLoop, "bare": BareLoop}
+    return {name: kinds[name](loaded, prompt_ids, warmup) if name in kinds
+            else GeneratorLoop(loaded, prompt_ids, warmup, name) for name in names}
+
+
+def bookkeeping_s(n: int = 200_000, repeats: int = 5) -> float:
     """Seconds per token that run_once's timing adds over the bare loop,
     timed in isolation (4 clock reads, 5 list stores, minus an empty loop):
-    a noise-free bound to set beside the interleaved mlxprof / bare ratio."""
+    a noise-free bound to set beside the paired mlxprof / bare ratio. Each
+    loop's fastest of `repeats` passes: a pass the OS interrupted is slower."""
     perf = time.perf_counter
-    b, s, w, d, st = ([0.0] * n for _ in range(5))
-    t = perf()
-    for i in range(n):
-        t_a = perf()
-        t_b = perf()
-        t_c = perf()
-        t_d = perf()
-        b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
-    timed = perf() - t
-    t = perf()
-    for i in range(n):
-        pass
-    return max(0.0, (timed - (perf() - t)) / n)
-
-
-RUNNERS: Dict[str, Callable] = {"mlxprof": run_mlxprof, "bare": run_bare, "mlx-lm": run_mlx_lm,
-                                 "mlx-vlm": run_mlx_vlm}
+    m = max(1, n // repeats)
+    b, s, w, d, st = ([0.0] * m for _ in range(5))
+    timed, empty = [], []
+    for _ in range(repeats):
+        t = perf()
+        for i in range(m):
+            t_a = perf()
+            t_b = perf()
+            t_c = perf()
+            t_d = perf()
+            b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
+        timed.append(perf() - t)
+        t = perf()
+        for i in range(m):
+            pass
+        empty.append(perf() - t)
+    return max(0.0, (min(timed) - min(empty)) / m)
 
 
 class LoopRun(BaseModel):
     loop: str
-    round: int
+    round: int  # paired results: the segment (fresh prefill) these ids come from
     tok_s: float
     token_ids: List[int]
 
 
-def interleaved_runs(loaded, prompt_ids: List[int], rounds: int, warmup: int, tokens: int,
-            loops: Sequence[str] = ("mlxprof", "mlx-vlm"),
-            on_run: Optional[Callable[[LoopRun], None]] = None, prime: bool = True) -> List[LoopRun]:
-    """rounds × loops runs in interleaved, rotated order (stats.interleave).
-    With `prime`, each loop first runs once unmeasured (2 warm-up + 2 tokens):
-    the first run in a process pays one-time costs (kernel compilation,
-    allocator growth) that would otherwise land on whichever loop runs first."""
-    stream = mx.new_stream(mx.default_device())
-    if prime:
-        for name in loops:
-            RUNNERS[name](loaded, prompt_ids, min(warmup, 2), 2, stream)
-    seen: Dict[str, int] = {}
+def loop_runs(loops: Dict[str, object], run: paired.PairedRun) -> List[LoopRun]:
+    """Each loop's finished segments: tok/s over its measured blocks, and its ids."""
     out = []
-    for name in stats.interleave(list(loops), rounds):
-        tok_s, ids = RUNNERS[name](loaded, prompt_ids, warmup, tokens, stream)
-        run = LoopRun(loop=name, round=seen.get(name, 0), tok_s=tok_s, token_ids=ids)
-        seen[name] = run.round + 1
-        out.append(run)
-        if on_run:
-            on_run(run)
-    return out
-
-
-def samples(runs: List[LoopRun]) -> Dict[str, List[float]]:
-    out: Dict[str, List[float]] = {}
-    for r in runs:
-        out.setdefault(r.loop, []).append(r.tok_s)
+    for name, loop in loops.items():
+        rates = run.segment_tok_s(name) if run.rounds else []
+        out += [LoopRun(loop=name, round=k, tok_s=rate, token_ids=ids)
+                for k, (rate, ids) in enumerate(zip(rates, loop.segments))]
     return out
 
 
@@ -180,10 +224,16 @@ class TokenAgreement(BaseModel):
 
 
 def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgreement:
-    """Every run of every loop against the reference loop's first run."""
-    ref = next(r for r in runs if r.loop == reference)
+    """Every run of every loop against the reference loop's run of the same
+    round (paired results: segment), or its first run where it has none."""
+    refs = {}
+    for r in runs:
+        if r.loop == reference:
+            refs.setdefault(r.round, r)
+    first = next(r for r in runs if r.loop == reference)
     bad = []
     for r in runs:
+        ref = refs.get(r.round, first)
         if r.token_ids == ref.token_ids:
             continue
         i = next((k for k, (a, b) in enumerate(zip(ref.token_ids, r.token_ids)) if a != b),
@@ -191,6 +241,7 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
         a = ref.token_ids[i] if i < len(ref.token_ids) else "end"
         b = r.token_ids[i] if i < len(r.token_ids) else "end"
         bad.append(f"{r.loop} round {r.round + 1}: first differs at token {i} ({reference} {a}, {r.loop} {b})")
+    ref = first
     distinct = len(set(ref.token_ids))
     loops = sorted({r.loop for r in runs})
     if bad:
@@ -201,8 +252,9 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
                          "(the library's loop may prefill differently, e.g. mlx-vlm from "
                          "Model.get_input_embeddings, mlxprof from token ids)")
     else:
+        lengths = {len(r.token_ids) for r in runs}
         sentence = (f"same greedy token ids in all {len(runs)} runs of {', '.join(loops)} "
-                    f"({len(ref.token_ids)} tokens each)")
+                    f"({'' if len(lengths) == 1 else 'up to '}{max(lengths)} tokens each)")
         if distinct == 1:
             sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
     return TokenAgreement(reference=reference, match=not bad, compared=len(ref.token_ids),
@@ -210,103 +262,132 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
 
 
 class ParitySettings(BaseModel):
-    rounds: int
-    warmup: int
-    tokens: int
+    rounds: Optional[int] = None  # interleaved results: rounds run; paired: the --rounds cap (None: none)
+    warmup: int  # paired: untimed tokens after each prefill
+    tokens: int  # paired: tokens each loop decodes per segment, between fresh prefills
     prompt_tokens: int
     prompt: Optional[str] = None
     dtype: str
-    primed: bool = True  # each loop ran once, unmeasured, before round 1
+    primed: bool = True  # interleaved results: each loop ran once, unmeasured, before round 1
     reduced: List[str] = []
 
 
 class ParityResult(Result):
+    """Results before the paired method hold interleaved whole runs and a
+    `comparison`; paired results hold `paired` instead (comparison None)."""
+
     kind: str = "parity"
     model: ModelIdentity
     settings: ParitySettings
-    order: List[str]
-    tok_s: Dict[str, stats.Summary]
-    comparison: stats.Comparison  # candidate mlxprof vs baseline: the library's loop (mlx-lm or mlx-vlm)
+    order: List[str]  # interleaved: the run order; paired: the loops
+    tok_s: Dict[str, stats.Summary]  # interleaved: per run; paired: per round
+    comparison: Optional[stats.Comparison] = None  # interleaved: mlxprof vs the library's loop
+    paired: Optional[PairedRun] = None
     tokens: TokenAgreement
-    runs: List[LoopRun]
+    runs: List[LoopRun]  # paired: one per loop and segment
     notes: List[str] = []
 
 
-def summarize(runs: List[LoopRun], library: str):
-    by = samples(runs)
-    return ({k: stats.summarize(v) for k, v in by.items()},
-            stats.compare(by[library], by["mlxprof"], names=(library, "mlxprof")),
-            token_agreement(runs))
+def paired_settings(block: Optional[int], tokens: int, budget_s: Optional[float], rounds: Optional[int]):
+    """Block and segment sizes from --block/--tokens: a segment holds as many
+    rounds (2 blocks of SETTLE + block tokens per loop) as fit in `tokens`,
+    at least one; the default block shrinks to fit a small --tokens."""
+    if block is None:
+        block = min(DEFAULT_BLOCK, max(1, tokens // 2 - SETTLE))
+    elif 2 * (SETTLE + block) > tokens:
+        raise InputError(f"--block {block} needs --tokens ≥ {2 * (SETTLE + block)} (a round decodes 2 blocks "
+                         f"of {SETTLE} + {block} tokens per loop), not {tokens}")
+    per_segment = max(1, tokens // (2 * (SETTLE + block)))
+    return paired.PairedSettings(block=block, settle=SETTLE, rounds_per_segment=per_segment,
+                                 budget_s=DEFAULT_BUDGET_S if budget_s is None else budget_s,
+                                 precision=PRECISION, min_rounds=MIN_ROUNDS, max_rounds=rounds)
 
 
 def prepare_parity(model, weights="auto", dtype=None, rounds=None, warmup=None, tokens=None,
-                   prompt_tokens=None, prompt=None, json_path=None):
-    """Validate, open the model, plan counts: (session, settings, ids)."""
+                   prompt_tokens=None, prompt=None, json_path=None, block=None, budget=None):
+    """Validate, open the model, plan counts: (session, settings, paired settings, ids)."""
     from .session import open_session
 
+    if budget is not None and not budget > 0:
+        raise InputError(f"--budget must be a positive number of seconds, not {budget}")
     s = open_session(model, weights, dtype, outputs=(json_path,),
-                     counts=dict(rounds=rounds, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens))
-    plan = s.plan(rounds or DEFAULT_ROUNDS, warmup, tokens, prompt_tokens, prompt)
+                     counts=dict(rounds=rounds, warmup=warmup, tokens=tokens, prompt_tokens=prompt_tokens,
+                                 block=block))
+    plan = s.plan(None, warmup, tokens, prompt_tokens, prompt)
     ids = s.prompt(plan.prompt_tokens, prompt)
-    settings = ParitySettings(rounds=plan.runs, warmup=plan.warmup, tokens=plan.tokens, prompt_tokens=len(ids),
+    settings = ParitySettings(rounds=rounds, warmup=plan.warmup, tokens=plan.tokens, prompt_tokens=len(ids),
                               prompt=prompt, dtype=plan.dtype, reduced=plan.reduced)
-    return s, settings, ids
+    return s, settings, paired_settings(block, plan.tokens, budget, rounds), ids
+
+
+def run_paired_loops(loaded, ids, settings: ParitySettings, pst: paired.PairedSettings, loops: Sequence[str],
+                     on_round=None, on_segment=None):
+    """The paired rounds: (PairedRun, [LoopRun])."""
+    built = make_loops(loaded, loops, ids, settings.warmup)
+    run = paired.run_rounds(built, comparisons_for(loops, loaded.library), pst, on_round=on_round,
+                            on_segment=on_segment and (lambda k: on_segment(built, k)))
+    return run, loop_runs(built, run)
+
+
+def build_result(prov, session, settings, loops, run: paired.PairedRun, runs):
+    tok = {name: stats.summarize(run.tok_s(name)) for name in loops if run.rounds}
+    notes = list(session.notes) + [f"method: {run.method}", paired.stop_sentence(run)]
+    return ParityResult(provenance=prov, model=session.identity, settings=settings, order=list(loops), tok_s=tok,
+                        paired=run, tokens=token_agreement(runs), runs=runs, notes=notes)
 
 
 def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, rounds: Optional[int] = None,
            warmup: Optional[int] = None, tokens: Optional[int] = None, prompt_tokens: Optional[int] = None,
            prompt: Optional[str] = None, json_path: Optional[str] = None, progress: bool = False,
-           command: Optional[str] = None) -> ParityResult:
+           command: Optional[str] = None, block: Optional[int] = None,
+           budget: Optional[float] = None) -> ParityResult:
     from . import results
     from .progress import Progress
 
-    s, settings, ids = prepare_parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
-                                      json_path)
+    s, settings, pst, ids = prepare_parity(model, weights, dtype, rounds, warmup, tokens, prompt_tokens, prompt,
+                                           json_path, block, budget)
     prov = s.provenance(command)
     loops = loops_for(s.model)
-    order = stats.interleave(list(loops), settings.rounds)
-    done: List[LoopRun] = []
-    failed: List[Exception] = []
+    seen: List[paired.PairedRound] = []
+    failed: List[OutputError] = []
 
-    def build_result(partial):
-        tok, cmp, agree = summarize(done, s.model.library)
-        notes = list(s.notes)
-        if partial:
-            notes.append(f"partial: {len(done)} of {len(order)} runs finished")
-        return ParityResult(provenance=prov, model=s.identity, settings=settings, order=order, tok_s=tok,
-                            comparison=cmp, tokens=agree, runs=list(done), notes=notes)
-
-    def on_run(run):
-        done.append(run)
-        if json_path and len(done) % len(loops) == 0 and not failed:
+    def on_segment(built, k):  # save what the finished segments hold; keep measuring if that fails
+        if json_path and not failed:
+            run = paired.partial_run(pst, loops, [r for r in seen if r.segment <= k],
+                                     comparisons_for(loops, s.model.library))
             try:
-                results.save(build_result(partial=len(done) < len(order)), json_path)
-            except OutputError as e:  # keep measuring; the caller's final save says where it went
+                results.save(build_result(prov, s, settings, loops, run, loop_runs(built, run)), json_path)
+            except OutputError as e:
                 failed.append(e)
 
-    with Progress(progress, len(order), "parity") as bar:
-        interleaved_runs(s.model, ids, settings.rounds, settings.warmup, settings.tokens, loops,
-                on_run=lambda r: (on_run(r), bar.advance(f"{r.loop} {r.tok_s:.1f} tok/s")))
-    return build_result(partial=False)
+    with Progress(progress, int(pst.budget_s), "parity") as bar:
+        def on_round(rnd, comps):
+            done = rnd.t_s + sum(rnd.seconds) - (seen[-1].t_s + sum(seen[-1].seconds) if seen else 0.0)
+            seen.append(rnd)
+            c = comps[0] if comps and comps[0].half_width is not None else None
+            bar.advance(f"parity round {rnd.round + 1}" + (f": {c.numerator}/{c.denominator} ×{c.ratio:.3f} "
+                        f"±{c.half_width:.1%}" if c else ""), steps=max(0.0, done))
+
+        run, runs = run_paired_loops(s.model, ids, settings, pst, loops, on_round, on_segment)
+    return build_result(prov, s, settings, loops, run, runs)
 
 
-def ratio_line(num: str, den: str, by: Dict[str, List[float]], target: Optional[float] = None) -> str:
-    """`num / den: ×r (95% CI lo–hi, p)` and, with a target, whether it is met."""
-    c = stats.compare(by[den], by[num], names=(den, num))
-    line = f"{num} / {den}: ×{c.ratio:.3f} (95% CI {c.ci_low:.3f}–{c.ci_high:.3f}, p={c.p_value:.2g})"
-    if target is not None:
-        if c.ci_low >= target:
-            met = "met (95% CI above the target)"
-        elif c.ci_high < target:
-            met = "NOT met (95% CI below the target)"
-        else:
-            side = "above" if c.ratio >= target else "below"
-            met = (f"unresolved: the 95% CI spans the target (median ratio {side} it); "
-                   "needs more rounds or a quieter machine")
-        line += f"   target ≥ {target:.2f}: {met}"
-    return line
+def setup_lines(session, st: ParitySettings, pst: paired.PairedSettings, loops) -> str:
+    """What a bench measures, on what: machine, backend, versions, model, method."""
+    ident, prov = session.identity, session.provenance()
+    v = prov.versions
+    return "\n".join([
+        f"machine: {prov.chip} ({prov.backend} backend), {prov.platform}, python {prov.python}",
+        f"versions: mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}, "
+        f"mlxprof {v.get('mlxprof')}" + (f"; knobs {prov.knobs}" if prov.knobs else ""),
+        f"model: {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype})",
+        f"loops: {', '.join(loops)}; blocks of {pst.settle} + {pst.block} tokens; restart from a "
+        f"{st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.rounds_per_segment} rounds; "
+        f"budget {pst.budget_s:g} s, stop at ±{pst.precision:.1%}",
+    ])
 
 
 def median_line(name: str, xs: List[float]) -> str:
     s = stats.summarize(xs)
-    return f"{name:>8}: {s.median:8.2f} ± {s.mad:.2f} tok/s (median ± MAD, n={s.n}; min {s.min:.2f}, max {s.max:.2f})"
+    return (f"{name:>8}: {s.median:8.2f} ± {s.mad:.2f} tok/s per round (median ± MAD, n={s.n}; "
+            f"min {s.min:.2f}, max {s.max:.2f})")

@@ -187,20 +187,45 @@ def env_table(r, console=None):
 
 def parity_table(r, console=None):
     console = console or stdout_console()
-    m, st, c = r.model, r.settings, r.comparison
+    m, st = r.model, r.settings
     t = _kv_table(f"mlxprof parity — {m.name}")
     t.add_row("model", f"{m.name} ({m.quantization}, {m.weights} weights, {m.dtype})")
     t.add_row("backend / chip", f"{r.provenance.backend} / {r.provenance.chip}")
-    t.add_row("runs", f"{st.rounds} rounds × ({' '.join(r.order[:2])}), interleaved; each "
-                      f"{st.prompt_tokens} prompt, {st.warmup} warm-up, {st.tokens} measured tokens")
+    if r.paired is None:  # a result of the interleaved whole-run method
+        t.add_row("runs", f"{st.rounds} rounds × ({' '.join(r.order[:2])}), interleaved; each "
+                          f"{st.prompt_tokens} prompt, {st.warmup} warm-up, {st.tokens} measured tokens")
+    else:
+        _parity_method_rows(t, r)
     for loop, s in r.tok_s.items():
-        t.add_row(f"{loop} tok/s", f"median {s.median:.2f} ± {s.mad:.2f} MAD (best {s.best:.2f}, n={s.n}): "
-                                   + ", ".join(f"{x:.2f}" for x in s.samples))
-    t.add_row("ratio", c.sentence())
+        t.add_row(f"{loop} tok/s", f"median {s.median:.2f} ± {s.mad:.2f} MAD (best {s.best:.2f}, n={s.n})"
+                  + ("" if r.paired else ": " + ", ".join(f"{x:.2f}" for x in s.samples)))
+    if r.paired is None:
+        t.add_row("ratio", r.comparison.sentence())
+    for c in r.paired.comparisons if r.paired else []:
+        t.add_row("ratio", c.sentence())
     t.add_row("token ids", r.tokens.sentence)
+    shown = _parity_shown(r)
     for note in st.reduced + r.notes:
-        t.add_row("note", note)
+        if note not in shown and not note.startswith("method: "):  # the method and rounds rows say it
+            t.add_row("note", note)
     console.print(t)
+
+
+def _parity_shown(r):
+    from .paired import stop_sentence
+
+    return {stop_sentence(r.paired)} if r.paired else set()
+
+
+def _parity_method_rows(t, r):
+    from .paired import stop_sentence
+
+    st, ps = r.settings, r.paired.settings
+    t.add_row("method", f"paired blocks of {ps.settle} + {ps.block} tokens in palindromic rounds "
+                        f"({' '.join(r.paired.rounds[0].order) if r.paired.rounds else ''} …); all loops "
+                        f"restart from a fresh {st.prompt_tokens}-token prefill + {st.warmup} warm-up tokens "
+                        f"every {ps.rounds_per_segment} rounds")
+    t.add_row("rounds", stop_sentence(r.paired))
 
 
 def _fmt(x, spec, none="–"):

@@ -323,6 +323,8 @@ def distributed_section(d, ctx):
 
 @section("parity")
 def parity_section(d, ctx):
+    if d.get("paired"):
+        return paired_parity_section(d)
     c, st = d["comparison"], d["settings"]
     rows = [[loop, f"{x['median']:.2f}", f"{x['mad']:.2f}", f"{x['best']:.2f}", str(x["n"])]
             for loop, x in d["tok_s"].items()]
@@ -333,6 +335,31 @@ def parity_section(d, ctx):
         _table(["loop", "median tok/s", "MAD", "best", "n"], rows), "",
         f"mlxprof / {c['baseline']}: ×{c['ratio']:.3f} (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f}, "
         f"p = {c['p_value']:.3g}): {c['verdict']}. {d['tokens']['sentence']}",
+    ])
+
+
+def paired_parity_section(d):
+    """The paired-blocks result: one row per comparison, and the method."""
+    from ..paired import stop_sentence
+    from ..parity import ParityResult
+
+    r = ParityResult.model_validate(d)
+    run, st = r.paired, r.settings
+    lib = r.order[-1]
+    rows = [[f"{c.numerator} / {c.denominator}", f"×{c.ratio:.4f}",
+             "–" if c.ci_low is None else f"{c.ci_low:.4f}–{c.ci_high:.4f}",
+             "–" if c.half_width is None else f"±{c.half_width:.2%}", str(c.pairs), f"{c.p_value:.2g}", c.verdict]
+            for c in run.comparisons]
+    loops = ", ".join(f"{k} {v.median:.2f}" for k, v in r.tok_s.items())
+    return "\n".join([
+        f"## Parity with {lib}'s own loop", "",
+        f"Paired blocks in one process: each loop continues its own cache in blocks of {run.settings.settle} + "
+        f"{run.settings.block} tokens (the first {run.settings.settle} unmeasured), in palindromic rounds, "
+        f"restarting from the same {st.prompt_tokens}-token prefill every {run.settings.rounds_per_segment} rounds; "
+        f"one tok/s ratio per round, their 20%-trimmed geometric mean with a 95% bootstrap CI over rounds. "
+        f"{stop_sentence(run)}.", "",
+        _table(["ratio (tok/s)", "trimmed geometric mean", "95% CI", "half-width", "pairs", "Wilcoxon p", "verdict"], rows),
+        "", f"Median tok/s per round: {loops}. Token ids: {r.tokens.sentence}.",
     ])
 
 

@@ -20,9 +20,10 @@ from ..errors import InputError
 from .reproduce import mlxprof_command
 
 # What a measuring report runs.
-QUICK = dict(runs=3, warmup=4, tokens=24, prompt_tokens=8, rounds=4, reps=2, sweep_values="default,1000")
+QUICK = dict(runs=3, warmup=4, tokens=24, prompt_tokens=8, rounds=None, budget=10, reps=2,
+             sweep_values="default,1000")
 # None: each command's own defaults, which shrink on a slow backend and say so
-FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, reps=2,
+FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, budget=None, reps=2,
             sweep_values="default,100,1000,2000")
 SWEEP_COUNTS = dict(runs=2, warmup=10, tokens=50)  # per sweep point, GPU backends only
 QUICK_SWEEP_COUNTS = dict(runs=2, warmup=2, tokens=8)
@@ -135,7 +136,8 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
     if ranks:
         st.run("distributed", lambda p: _distributed_step(model, lib, who, p, ranks, parallel, counts,
                                                           gpu_timeline, progress))
-    parity_counts = dict(rounds=c["rounds"], warmup=c["warmup"], tokens=c["tokens"], prompt_tokens=c["prompt_tokens"])
+    parity_counts = dict(rounds=c["rounds"], budget=c["budget"], warmup=c["warmup"], tokens=c["tokens"],
+                         prompt_tokens=c["prompt_tokens"])
     from .. import parity
 
     st.run("parity", lambda p: parity.parity(
