@@ -1,7 +1,7 @@
 """What the GPU timeline costs, measured in one process (issue 12).
 
     python bench/tracing_cost.py [--model gemma3n-e2b-4bit] [--rounds 6] [--warmup 20] [--tokens 100]
-                                 [--variants untraced,graph,kernel,graph-only] [--no-detach]
+                                 [--variants untraced,graph,kernel,graph-only] [--detach]
 
 On MLX's CUDA backend (needs cupti-python), one model, one process, one stream:
   clean    --clean untraced runs before CUPTI is ever loaded
@@ -18,8 +18,8 @@ kernel-level variants have their own (as in `decode --gpu-timeline`). Prints eac
 the interleaved untraced runs (95% CI), the target (graph ≥ ×0.95) met or NOT
 met, the busy fraction each traced variant saw, and two checks that tracing
 leaves nothing behind: interleaved untraced vs clean, after vs clean.
-Writes tracing_cost.json to $OUT when that is set. --no-detach keeps CUPTI
-attached between traced runs (to see what detaching buys).
+Writes tracing_cost.json to $OUT when that is set. --detach calls cuptiFinalize
+after every traced run (a diagnostic: it crashed MLX 0.32.4 CUDA on an H200).
 """
 
 import argparse
@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=100)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--variants", default="untraced,graph,kernel")
-    ap.add_argument("--no-detach", action="store_true")
+    ap.add_argument("--detach", action="store_true")
     a = ap.parse_args()
     variants = a.variants.split(",")
     bad = [v for v in variants if v != "untraced" and v not in KINDS]
@@ -83,8 +83,8 @@ def main():
     print(f"priming run: {time.perf_counter() - t:.1f} s")
 
     clean = [one() for _ in range(a.clean)]
-    check_available(chip.backend)  # loads CUPTI (and detaches it): only after the clean runs
-    rec = Recorder(sync=mx.synchronize, detach=not a.no_detach)
+    check_available(chip.backend)  # loads CUPTI: only after the clean runs
+    rec = Recorder(sync=mx.synchronize, detach=a.detach)
     by = {name: [] for name in variants}
     order = stats.interleave(variants, a.rounds)
     for name in order:
@@ -106,9 +106,9 @@ def report(a, variants, by, clean, after, rec):
 
     base = tok(by["untraced"])
     print(f"\norder: {a.rounds} rounds of {', '.join(variants)} (rotating); CUPTI "
-          f"{'kept attached' if a.no_detach else 'detached after every traced run'}")
+          f"{'detached after every traced run' if a.detach else 'kept attached, every kind disabled between traced runs'}")
     print(f"{'runs':<24}{'n':>3}{'tok/s median':>14}{'MAD':>8}   × untraced (95% CI), verdict")
-    out = {"model": a.model, "rounds": a.rounds, "detach": not a.no_detach, "variants": {}}
+    out = {"model": a.model, "rounds": a.rounds, "detach": a.detach, "variants": {}}
     for name in variants:
         xs = tok(by[name])
         row = f"{name:<24}{len(xs):>3}{statistics.median(xs):>14.2f}{stats.mad(xs):>8.2f}"
@@ -124,7 +124,7 @@ def report(a, variants, by, clean, after, rec):
                          graphs_per_token=tl.graphs_per_token, kernels_per_token=tl.kernels_per_token)
         print(row)
         out["variants"][name] = entry
-    for label, runs in (("clean (before CUPTI)", clean), ("after (CUPTI detached)", after)):
+    for label, runs in (("clean (before CUPTI)", clean), ("after (CUPTI disabled or detached)", after)):
         print(f"{label:<24}{len(runs):>3}{statistics.median(tok(runs)):>14.2f}{stats.mad(tok(runs)):>8.2f}")
         out[label.split()[0]] = tok(runs)
     if clean:

@@ -18,9 +18,11 @@ Two levels (LEVELS). MLX's CUDA backend launches its kernels as CUDA graphs
   kernel  CONCURRENT_KERNEL: one record per kernel, graph nodes included
           (~2300 per token for Gemma 3n E2B): names for the kernel table, at a
           tracing cost of its own.
-`stop()` disables every kind it enabled, flushes, and (`detach`, the default)
-detaches CUPTI from the process with cuptiFinalize, so the untraced runs that
-follow run with no CUPTI attached; the next `start` attaches it again.
+`stop()` disables every kind it enabled and flushes, so the untraced runs that
+follow run with no activity kind enabled. With `detach` (off by default) it
+also detaches CUPTI with cuptiFinalize: on MLX 0.32.4 CUDA on an H200 that
+crashed the process (SIGSEGV) both right after the availability probe and
+after a traced run, so it stays a diagnostic (bench/tracing_cost.py --detach).
 """
 
 import time
@@ -70,7 +72,6 @@ def check_available(backend: str):
         raise InputError(f"--gpu-timeline needs cupti-python: {EXTRA_HINT}; import failed: {_one_line(e)}")
     except Exception as e:  # libcupti missing or too old for the driver
         raise InputError(f"--gpu-timeline: CUPTI did not load ({_one_line(e)}); {EXTRA_HINT}")
-    _detach(cupti)
 
 
 def _detach(cupti) -> Optional[str]:
@@ -178,10 +179,10 @@ class Recorder:
     CUPTI keeps one pair of buffer callbacks per process: they are registered
     at the first start after an attach. `sync` (e.g. mx.synchronize) runs before
     each flush so the last kernels have finished. With `detach` every stop
-    detaches CUPTI (cuptiFinalize); close() always does."""
+    detaches CUPTI (cuptiFinalize; see the module docstring for why it is off)."""
 
     def __init__(self, sync: Optional[Callable[[], None]] = None,
-                 kinds: Sequence[str] = LEVELS["kernel"], detach: bool = True):
+                 kinds: Sequence[str] = LEVELS["kernel"], detach: bool = False):
         self.sync = sync
         self.want = tuple(kinds)
         self.detach = detach
@@ -290,12 +291,10 @@ class Recorder:
             self.detach = False
 
     def close(self):
-        """Stop if a run is being recorded, detach CUPTI, fit the clock."""
+        """Stop if a run is being recorded, fit the clock."""
         if self._cupti is None:
             return
         self.stop()
-        if not self.detach:
-            self._finalize()
         if self._pairs:
             self.clock = fit_clock(self._pairs)
 

@@ -10,9 +10,9 @@
                       kept apart: per-kernel records cost more, and run last
                       so nothing they leave behind can reach the runs above
 
-CUPTI is enabled for one traced run at a time (its prefill and warm-up
-included) and detached after it (gpu/cupti.py), so untraced runs run with no
-CUPTI attached. Untraced and graph-traced runs share one stream; the
+CUPTI activity is enabled for one traced run at a time (its prefill and
+warm-up included) and disabled after it (gpu/cupti.py), so untraced runs run
+with no activity kind enabled. Untraced and graph-traced runs share one stream; the
 kernel-traced runs get a fresh one (see run_schedule).
 """
 
@@ -130,7 +130,7 @@ def method(tl: GpuTimeline, detached: bool) -> str:
         words.append(f"{n} kernel-traced run{'s' if n != 1 else ''}, last, record every kernel "
                      f"(CONCURRENT_KERNEL) and give the kernel table ({k.figures.split(' (')[0]}), at a "
                      "tracing cost of {}.".format("their own" if n != 1 else "its own"))
-    words.append("CUPTI is enabled for a traced run only, prefill and warm-up included"
+    words.append("CUPTI activity is enabled for a traced run only, prefill and warm-up included"
                  + (", and detached (cuptiFinalize) after it" if detached else "")
                  + "; records are placed on the perf_counter clock by a CUPTI/host clock fit and "
                    "attributed to measured tokens only.")
