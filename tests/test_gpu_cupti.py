@@ -290,7 +290,32 @@ def test_recorder_notes_deliveries_inside_measured_tokens():
     assert any(n.startswith("1 CUPTI buffer deliveries (10 ms") for n in rec.analyze([run]).notes)
 
 
-def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path):
+def test_decode_gpu_timeline_by_default_interleaves_kernel_traced_runs(fake_cupti, tmp_path):
+    """The default (GRAPH_TRACE crashed on a real H200): untraced and
+    kernel-traced runs in alternating pairs; busy and table from the kernel runs."""
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", "2",
+                                  "--warmup", "2", "--tokens", "8", "--prompt-tokens", "4", "--gpu-timeline",
+                                  "-q", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    from mlxprof.decode import DecodeResult
+    from mlxprof.results import load
+
+    res = load(str(out), DecodeResult)
+    tl = res.gpu
+    assert len(res.runs) == 2 and len(res.gpu_runs) == 2
+    assert [(t.name, t.level) for t in tl.tiers] == [("kernel", "kernel")]
+    assert tl.busy_fraction == pytest.approx(0.4, abs=0.1) and tl.top_kernels[0].name == "qmv_kernel"
+    assert tl.overhead.candidate_summary.samples == [run.tok_s for run in res.gpu_runs]
+    for run in res.runs:
+        assert not fake_cupti.enabled_during(run.t0 + run.deliveries_s[0], run.t0 + run.deliveries_s[-1])
+    assert fake_cupti.finalizes == 0 and not fake_cupti.enabled
+
+
+def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path, monkeypatch):
+    from mlxprof.gpu import interleave
+
+    monkeypatch.setattr(interleave, "BUSY_LEVEL", "graph")
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", "2",
                                   "--warmup", "2", "--tokens", "8", "--prompt-tokens", "4", "--gpu-timeline",

@@ -17,11 +17,21 @@ MS = 1_000_000
 
 
 def test_schedule_pairs_untraced_with_graph_traced_runs_and_puts_kernel_runs_last():
-    assert schedule(3) == [UNTRACED, GRAPH, GRAPH, UNTRACED, UNTRACED, GRAPH, KERNEL]
-    assert schedule(2, kernel_runs=2) == [UNTRACED, GRAPH, GRAPH, UNTRACED, KERNEL, KERNEL]
-    assert schedule(1, kernel_runs=0) == [UNTRACED, GRAPH]
+    assert schedule(3, busy=GRAPH) == [UNTRACED, GRAPH, GRAPH, UNTRACED, UNTRACED, GRAPH, KERNEL]
+    assert schedule(2, kernel_runs=2, busy=GRAPH) == [UNTRACED, GRAPH, GRAPH, UNTRACED, KERNEL, KERNEL]
+    assert schedule(1, kernel_runs=0, busy=GRAPH) == [UNTRACED, GRAPH]
+    # the default: kernel-level busy runs interleaved, no separate table runs
+    assert schedule(3) == [UNTRACED, KERNEL, KERNEL, UNTRACED, UNTRACED, KERNEL]
+
+
+def test_segments_give_every_kernel_traced_run_its_own_stream():
+    from mlxprof.gpu.interleave import segments
+
+    assert segments([UNTRACED, KERNEL, KERNEL, UNTRACED, UNTRACED, KERNEL]) == [
+        [UNTRACED], [KERNEL], [KERNEL], [UNTRACED, UNTRACED], [KERNEL]]
+    assert segments([UNTRACED, GRAPH, GRAPH, UNTRACED, KERNEL]) == [[UNTRACED, GRAPH, GRAPH, UNTRACED], [KERNEL]]
     for n in range(1, 6):
-        order = schedule(n)
+        order = schedule(n, busy=GRAPH)
         assert order.count(UNTRACED) == order.count(GRAPH) == n
         firsts = [order[2 * i] for i in range(n)]  # neither kind always goes first in its pair
         assert firsts.count(UNTRACED) == (n + 1) // 2
@@ -68,7 +78,7 @@ def fake_measure(recorder, seen, fail_at=None, calls=None):
 
 def test_run_schedule_enables_the_recorder_for_traced_runs_only():
     rec, seen, labels, calls = FakeRecorder(), [], [], []
-    order = schedule(2)
+    order = schedule(2, busy=GRAPH)
     by, kinds = run_schedule(fake_measure(rec, seen, calls=calls), order, rec,
                              on_run=lambda label, r: labels.append(label))
     assert seen == [None, GRAPH, GRAPH, None, KERNEL]  # what was enabled while each run ran
@@ -84,7 +94,7 @@ def test_run_schedule_enables_the_recorder_for_traced_runs_only():
 def test_run_schedule_closes_the_recorder_when_a_run_fails():
     rec = FakeRecorder()
     with pytest.raises(RuntimeError, match="boom"):
-        run_schedule(fake_measure(rec, [], fail_at=2), schedule(2), rec)
+        run_schedule(fake_measure(rec, [], fail_at=2), schedule(2, busy=GRAPH), rec)
     assert rec.calls[-1] == ("close", GRAPH)  # closed while the failed run's level was still on
 
 
@@ -152,7 +162,7 @@ def test_graph_level_busy_counts_gaps_inside_a_graph_kernel_level_does_not():
 def test_schedule_ticker_counts_each_kind_of_run_apart():
     seen = []
     bar = SimpleNamespace(advance=lambda d: seen.append(d))
-    tick = schedule_ticker(bar, schedule(2), warmup=1)
+    tick = schedule_ticker(bar, schedule(2, busy=GRAPH), warmup=1)
     tick(0, 0)
     tick(1, 1)
     tick(3, 1)

@@ -16,6 +16,7 @@ with no activity kind enabled. Untraced and graph-traced runs share one stream; 
 kernel-traced runs get a fresh one (see run_schedule).
 """
 
+import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import stats
@@ -30,13 +31,39 @@ FIGURES = {
 }
 
 
-def schedule(runs: int, kernel_runs: int = KERNEL_RUNS) -> List[str]:
-    """`runs` untraced and `runs` graph-traced runs in alternating pairs (U G,
-    G U, …: neither kind always goes first), then the kernel-traced runs."""
+# Which level gives the busy figures. GRAPH_TRACE is the cheap one, but with it
+# enabled `mlxprof decode --gpu-timeline` died with SIGSEGV inside the first
+# traced run on MLX 0.32.4 CUDA / cupti-python 13.4 / an H200 (measured here,
+# see docs/benchmark_results/measurement-cost-nvidia-h200.md), so the default is
+# kernel-level runs, each on a stream of its own; MLXPROF_BUSY_LEVEL=graph
+# brings the graph tier back where it is known to work.
+BUSY_LEVEL = os.environ.get("MLXPROF_BUSY_LEVEL", KERNEL)
+
+
+def schedule(runs: int, kernel_runs: int = KERNEL_RUNS, busy: Optional[str] = None) -> List[str]:
+    """`runs` untraced and `runs` traced runs at the `busy` level in
+    alternating pairs (U T, T U, …: neither kind always goes first); with
+    graph-level busy runs, then the kernel-traced runs for the kernel table."""
+    busy = busy or (GRAPH if BUSY_LEVEL == GRAPH else KERNEL)
     order: List[str] = []
     for i in range(runs):
-        order += [UNTRACED, GRAPH] if i % 2 == 0 else [GRAPH, UNTRACED]
-    return order + [KERNEL] * kernel_runs
+        order += [UNTRACED, busy] if i % 2 == 0 else [busy, UNTRACED]
+    return order + ([KERNEL] * kernel_runs if busy == GRAPH else [])
+
+
+def segments(order: Sequence[str]) -> List[List[str]]:
+    """The runs of `order` grouped into measure() calls (one stream each):
+    untraced and graph-traced runs share a stream; every kernel-traced run gets
+    one of its own, so each graph it launches is instantiated under kernel
+    tracing (MLX keeps instantiated CUDA graphs per stream:
+    CommandEncoder::graph_cache_, mlx/backend/cuda/device.cpp)."""
+    out: List[List[str]] = []
+    for label in order:
+        if out and label != KERNEL and out[-1][-1] != KERNEL:
+            out[-1].append(label)
+        else:
+            out.append([label])
+    return out
 
 
 def run_schedule(measure: Callable, order: Sequence[str], recorder, on_run: Optional[Callable] = None
@@ -67,13 +94,8 @@ def run_schedule(measure: Callable, order: Sequence[str], recorder, on_run: Opti
         if done[0] < end[0]:
             begin(order[done[0]])
 
-    # the kernel-traced runs get a measure() call, hence a stream, of their own:
-    # MLX keeps instantiated CUDA graphs per stream (CommandEncoder::graph_cache_,
-    # mlx/backend/cuda/device.cpp), so every graph they launch is instantiated
-    # while kernel tracing is on, as CUPTI's per-node records may need
-    cut = order.index(KERNEL) if KERNEL in order else len(order)
     try:
-        for part in (order[:cut], order[cut:]):
+        for part in segments(order):
             if part:
                 end[0] = done[0] + len(part)
                 begin(part[0])
