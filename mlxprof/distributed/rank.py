@@ -63,6 +63,13 @@ def _reply_env() -> dict:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
 
 
+TRACED_SET = (
+    "Per rank, a set of kernel-traced runs (CUPTI CONCURRENT_KERNEL over the whole set, prefill and warm-up "
+    "included) comes first; the untraced runs follow and alone give tok/s and the split. NCCL kernels are "
+    "attributed to the measured tokens of the traced runs."
+)
+
+
 def _measure(s, ids, settings, job, notes):
     """Traced runs first (--gpu-timeline), then the untraced runs that give tok/s."""
     import mlx.core as mx
@@ -74,7 +81,6 @@ def _measure(s, ids, settings, job, notes):
     if job.gpu_timeline:
         from ..gpu.cupti import Recorder, RecorderError
         from ..errors import InputError
-        from ..profile import TIMELINE_METHOD
 
         try:
             with Recorder(sync=mx.synchronize) as rec:
@@ -83,7 +89,7 @@ def _measure(s, ids, settings, job, notes):
         except RecorderError as e:
             raise InputError(f"--gpu-timeline: {e}") from e
         timeline = rec.analyze(traced)
-        timeline.method = TIMELINE_METHOD
+        timeline.method = TRACED_SET
         comm = collectives.comm_time(rec.kernels, rec.clock, traced)
         if comm is None and job.backend == "nccl":
             notes.append("GPU timeline: no NCCL kernel was recorded inside the measured tokens")
