@@ -100,9 +100,12 @@ def summarize_rank(reply: RankReply) -> RankSummary:
     busy = reply.gpu.busy_fraction if reply.gpu is not None and reply.gpu.records_in_windows else None
     tok, pre, split, verdict = summarize_runs(reply.runs, reply.backend, busy)
     if reply.gpu is not None:
-        from ..profile import _tracing_cost
+        from .. import stats
 
-        _tracing_cost(reply.gpu, reply.gpu_runs, reply.runs)
+        # the traced set against the untraced runs of the same rank (two sequential sets)
+        reply.gpu.traced_tok_s = stats.summarize([r.tok_s for r in reply.gpu_runs])
+        reply.gpu.overhead = stats.compare([r.tok_s for r in reply.runs], [r.tok_s for r in reply.gpu_runs],
+                                           names=("untraced", "traced"))
     return RankSummary(
         rank=reply.rank, host=reply.host, tok_s=tok, prefill_tok_s=pre, split=split, verdict=verdict,
         peak_memory_bytes=max(r.peak_memory_bytes for r in reply.runs), weight_bytes=reply.weight_bytes,
