@@ -19,7 +19,7 @@ the interleaved untraced runs (95% CI), the target (graph ≥ ×0.95) met or NOT
 met, the busy fraction each traced variant saw, and two checks that tracing
 leaves nothing behind: interleaved untraced vs clean, after vs clean.
 Writes tracing_cost.json to $OUT when that is set. --detach calls cuptiFinalize
-after every traced run (a diagnostic: it crashed MLX 0.32.4 CUDA on an H200).
+after every traced run (a diagnostic: not yet cleared as a cause of the SIGSEGV seen on an H200).
 """
 
 import argparse

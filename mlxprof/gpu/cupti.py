@@ -20,9 +20,9 @@ Two levels (LEVELS). MLX's CUDA backend launches its kernels as CUDA graphs
           tracing cost of its own.
 `stop()` disables every kind it enabled and flushes, so the untraced runs that
 follow run with no activity kind enabled. With `detach` (off by default) it
-also detaches CUPTI with cuptiFinalize: on MLX 0.32.4 CUDA on an H200 that
-crashed the process (SIGSEGV) both right after the availability probe and
-after a traced run, so it stays a diagnostic (bench/tracing_cost.py --detach).
+also detaches CUPTI with cuptiFinalize: it was on when `decode --gpu-timeline`
+first died with SIGSEGV on MLX 0.32.4 CUDA (H200) and has not been cleared as
+a cause since, so it stays a diagnostic (bench/tracing_cost.py --detach).
 """
 
 import time
