@@ -225,9 +225,9 @@ def in_subprocess(ctx, variables, cls):
     from . import subproc
 
     if file_path(ctx.params.get("json_path")):
-        from . import results
+        from .session import check_outputs
 
-        results.check_writable(ctx.params["json_path"])
+        check_outputs(ctx.params["json_path"])
     return subproc.rerun(ctx, variables, cls)
 
 

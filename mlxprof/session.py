@@ -63,15 +63,22 @@ class Session:
 
 
 def check_outputs(*paths):
-    """Fail before any work when an output file cannot be written, or when two
-    outputs would land in one file (the second would replace the first)."""
+    """Fail before any work when an output file cannot be written, when it
+    already holds a saved result (a measurement is never replaced unasked), or
+    when two outputs would land in one file (the second would replace the first)."""
     import os
+
+    from .sweep.guard import result_kind
 
     seen = {}
     for p in paths:
         if p is None:
             continue
         results.check_writable(p)
+        kind = result_kind(p) if os.path.isfile(p) else None
+        if kind is not None:
+            raise InputError(f"{p} already holds a saved '{kind}' result; pick another file name (or remove "
+                             "it first): mlxprof never replaces a measurement")
         real = os.path.realpath(p)
         if real in seen:
             raise InputError(f"{seen[real]} and {p} are the same file: one output would replace the other")

@@ -341,3 +341,26 @@ def test_floor_prints_its_table_before_a_failed_write(tmp_path, monkeypatch):
         assert json.loads(open(kept).read())["kind"] == "floor"
     finally:
         os.unlink(kept)
+
+
+@pytest.mark.parametrize("extra", [[], ["--depth", "0"], ["--env", "MLX_MAX_OPS_PER_BUFFER=10"]])
+def test_a_second_measurement_never_replaces_a_saved_result(tmp_path, extra):
+    out = tmp_path / "r.json"
+    r = run("decode", "-m", "gemma3n-tiny", "--runs", "1", "--warmup", "1", "--tokens", "2", "-q",
+            "--json", str(out))
+    assert r.exit_code == 0, r.output
+    before = out.read_bytes()
+    r = run("decode", "-m", "gemma3n-tiny", "--runs", "1", "--warmup", "1", "--tokens", "2", "-q",
+            "--json", str(out), *extra)
+    assert r.exit_code == 2 and "already holds a saved 'decode' result" in r.output, r.output
+    assert out.read_bytes() == before
+
+
+def test_report_refuses_to_measure_over_saved_results(tmp_path):
+    from mlxprof.errors import InputError
+    from mlxprof.report.measure import Steps
+
+    (tmp_path / "t.floor.json").write_text(json.dumps({"schema": "mlxprof", "kind": "floor"}))
+    Steps(tmp_path / "x", ["decode", "floor"], print)  # another stem: nothing to replace
+    with pytest.raises(InputError, match="t.floor.json already holds a saved 'floor' result"):
+        Steps(tmp_path / "t", ["decode", "floor"], print)

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 from .. import results
 from ..errors import InputError
+from ..session import check_outputs
 from .reproduce import mlxprof_command
 
 # What a measuring report runs.
@@ -39,6 +40,7 @@ class Steps:
 
     def __init__(self, stem: Path, wanted: List[str], log: Callable):
         self.stem, self.wanted, self.log = stem, wanted, log
+        check_outputs(*(self.path(k) for k in wanted))  # before any step: no saved result is replaced
         self.docs: Dict[str, dict] = {}
         self.files: Dict[str, str] = {}
         self.failures: List[str] = []

@@ -28,7 +28,7 @@ def check_not_overwriting(path, resume=None, overwrite: bool = False) -> None:
         return
     if resume and os.path.realpath(resume) == os.path.realpath(path):
         return
-    kind = _result_kind(path)
+    kind = result_kind(path)
     if kind == "sweep":
         raise InputError(f"{path} already holds a sweep's measurements; continue it with --resume {path}, "
                          f"or replace it with {OVERWRITE_OPTION}")
@@ -37,7 +37,7 @@ def check_not_overwriting(path, resume=None, overwrite: bool = False) -> None:
                          f"{OVERWRITE_OPTION}")
 
 
-def _result_kind(path) -> Optional[str]:
+def result_kind(path) -> Optional[str]:
     """The `kind` of an mlxprof result file, None for anything else."""
     try:
         with open(path, "rb") as f:
