@@ -112,7 +112,9 @@ def test_more_ranks_than_devices_is_refused():
     with pytest.raises(InputError, match="2 CUDA GPUs"):
         launch.check_devices(3, "cuda", 2)
     launch.check_devices(2, "cuda", 2)
-    launch.check_devices(8, "cpu", 0)  # ring ranks on the CPU: any number
+    launch.check_devices(8, "cpu", 0, cores=8)  # ring ranks on the CPU: one per core
+    with pytest.raises(InputError, match="--ranks 9: this host has 8 CPU cores"):
+        launch.check_devices(9, "cpu", 0, cores=8)
     with pytest.raises(InputError, match="one Metal GPU"):
         launch.check_devices(2, "metal", 1)
     launch.check_parallel("pipeline", "ring")
@@ -375,3 +377,8 @@ def test_joins_a_run_started_by_mlx_launch(config_file, tmp_path):
     d = DistributedResult.model_validate_json(out.read_text())
     assert d.launch.mode == "mlx.launch" and d.launch.backend == DIST_BACKEND and len(d.ranks) == 2
     assert d.ranks[0].collectives.by_op == {"all_sum": 4} and d.tokens_agree
+
+
+def test_ring_ports_past_65535_are_refused_naming_ranks_and_port(tmp_path):
+    with pytest.raises(InputError, match="--ranks 3 from port 65534 needs ports 65534–65536"):
+        launch.plan(3, "cpu", str(tmp_path), port=65534)

@@ -58,8 +58,8 @@ def check_inputs(ranks, parallel, counts, outputs, port=None):
     if parallel not in PARALLEL:
         raise InputError(f"--parallel must be one of {', '.join(PARALLEL)}, not '{parallel}'")
     launch.check_ranks(ranks)
-    if port is not None and not 0 < port < 65536:
-        raise InputError(f"--port {port} is not a TCP port (1-65535)")
+    if port is not None:
+        launch.check_port_number(port)
     dec.validate_counts(**counts)
     check_outputs(*outputs)
 
@@ -113,6 +113,7 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
         launch.check_parallel(parallel, launch.joined_backend())
         check_model(model, weights, parallel, ranks, counts)
         return _joined(job, baseline, timeout, log, command, trace_path)
+    check_model(model, weights, parallel, ranks, counts)
     chip = hardware.detect()
     gpus = _gpu_count() if chip.backend == "cuda" else 0
     launch.check_devices(ranks, chip.backend, gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -123,7 +124,6 @@ def decode(model: str, ranks: int = 2, parallel: str = "tensor", weights: str = 
         check_available(chip.backend)
     with tempfile.TemporaryDirectory(prefix="mlxprof-dist-") as d:
         p = launch.plan(ranks, chip.backend, d, port, env)  # ports checked free
-        check_model(model, weights, parallel, ranks, counts)
         launch.write_files(p.files)
         base = baseline_run(job, p.baseline_env, timeout, log) if baseline else None
         log(f"[distributed] {ranks} ranks, {parallel} parallel over {p.info.backend} …")

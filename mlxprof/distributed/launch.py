@@ -121,9 +121,15 @@ def check_parallel(parallel: str, backend: str):
                          "implement; use --parallel tensor on CUDA")
 
 
-def check_devices(ranks: int, mlx_backend: str, gpus: int, visible: Optional[str] = None):
-    """One rank per GPU on CUDA; one Metal GPU per Mac; the CPU takes any number."""
+def check_devices(ranks: int, mlx_backend: str, gpus: int, visible: Optional[str] = None,
+                  cores: Optional[int] = None):
+    """One rank per GPU on CUDA; one Metal GPU per Mac; on the CPU at most one
+    rank per core (more would time the scheduler, not the model)."""
     check_ranks(ranks)
+    cores = cores or os.cpu_count() or 1
+    if mlx_backend == "cpu" and ranks > cores:
+        raise InputError(f"--ranks {ranks}: this host has {cores} CPU cores; on the CPU backend each rank is a "
+                         "process of its own, at most one per core")
     if mlx_backend == "cuda" and ranks > gpus:
         shown = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
         raise InputError(f"--ranks {ranks}: this host has {gpus} CUDA GPU{'s' if gpus != 1 else ''}{shown}; "
@@ -134,11 +140,15 @@ def check_devices(ranks: int, mlx_backend: str, gpus: int, visible: Optional[str
                          f"--ranks {ranks} …")
 
 
+def check_port_number(port: int):
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port} is not a TCP port (1-65535)")
+
+
 def check_port(port: int, host: str = HOST):
     """InputError when something holds `port`. SO_REUSEADDR, as a listener that
     restarts would use, so a port left in TIME_WAIT by an earlier run is free."""
-    if not 0 < port < 65536:
-        raise InputError(f"--port {port} is not a TCP port (1-65535)")
+    check_port_number(port)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -209,6 +219,9 @@ def plan(ranks: int, mlx_backend: str, workdir: str, port: Optional[int] = None,
         return Plan(info, rank_env, {**env, **added, "CUDA_VISIBLE_DEVICES": gpus[0]})
     port = RING_PORT if port is None else port
     ports = [port + r for r in range(ranks)]
+    if ports[-1] > 65535:
+        raise InputError(f"--ranks {ranks} from port {port} needs ports {port}–{ports[-1]}, past 65535; "
+                         "pass a lower --port")
     for p in ports:
         check_port(p)
     hostfile = os.path.join(workdir, "ring-hosts.json")
