@@ -16,7 +16,7 @@ moved at the device copy probe's measured bandwidth, both measured in the
 same run.
 """
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from . import decode as dec
 from . import results, stats
@@ -214,8 +214,11 @@ def floor_at(floor: Optional[DepthFloor], kv_bytes: int):
     return ms, 1e3 / ms
 
 
-def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None) -> DepthPoint:
-    """Every run of one depth: fresh cache, fill, warm-up, measured tokens."""
+def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None,
+                  on_partial: Optional[Callable[["DepthPoint"], None]] = None) -> DepthPoint:
+    """Every run of one depth: fresh cache, fill, warm-up, measured tokens.
+    `on_partial` sees the point of the runs so far after each run but the last
+    (so a caller can save them: Ctrl-C mid-depth keeps the finished runs)."""
     import mlx.core as mx
 
     from .progress import schedule_ticker
@@ -228,10 +231,23 @@ def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None)
         if bar is not None:
             bar.describe(f"{label}filling {done}/{total}")
 
+    done: List[dec.RunRecord] = []
+
+    def on_run(rec):
+        done.append(rec)
+        if on_partial is not None and len(done) < settings.runs:
+            on_partial(point_of(session, depth, settings, floor, done))
+
     ticker = schedule_ticker(bar, ["untraced"] * settings.runs, settings.warmup, label) if bar is not None else None
-    runs = dec.measure(session.model, ids, settings.runs, settings.warmup, settings.tokens, on_token=ticker,
-                       prefill=fill_hook(session.model, ids, settings.prefill_step, on_chunk))
+    dec.measure(session.model, ids, settings.runs, settings.warmup, settings.tokens, on_token=ticker,
+                on_run=on_run, prefill=fill_hook(session.model, ids, settings.prefill_step, on_chunk))
     mx.clear_cache()  # the next depth allocates other sizes
+    return point_of(session, depth, settings, floor, done)
+
+
+def point_of(session, depth: int, settings: DepthSettings, floor, runs: List[dec.RunRecord]) -> DepthPoint:
+    """One depth's figures from its runs (all of them, or those finished so far)."""
+    fill = max(depth, 1)
     tok, pre, split, verdict = dec.summarize_runs(runs, session.backend)
     kv_context = fill + settings.warmup + settings.tokens // 2
     kv = session.kv_bytes(kv_context)
@@ -241,7 +257,7 @@ def measure_depth(session, depth: int, settings: DepthSettings, floor, bar=None)
         fill_tok_s=pre, fill_s=stats.summarize([r.prefill_s for r in runs], higher_is_better=False).median,
         split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in runs),
         floor_ms=floor_ms, floor_tok_s=floor_tok_s,
-        floor_share=tok.median / floor_tok_s if floor_tok_s else None, runs=runs,
+        floor_share=tok.median / floor_tok_s if floor_tok_s else None, runs=list(runs),
     )
 
 
@@ -307,22 +323,28 @@ def decode_at_depth(model: str, depths=None, weights: str = "auto", dtype: Optio
     points, failed = [], []
     fl = None
 
-    def build(partial: bool) -> DepthResult:
-        extra = [f"partial: {len(points)} of {len(settings.depths)} depths measured"] if partial else []
-        return DepthResult(provenance=prov, model=s.identity, settings=settings, floor=fl, points=points,
-                           sentence=depth_sentence(points), notes=notes + extra)
+    def build(partial: bool, current: Optional[DepthPoint] = None) -> DepthResult:
+        shown = points + ([current] if current is not None else [])
+        extra = [f"partial: {len(points)} of {len(settings.depths)} depths measured"
+                 + (f", depth {current.depth} has {len(current.runs)} of {settings.runs} runs" if current else "")
+                 ] if partial else []
+        return DepthResult(provenance=prov, model=s.identity, settings=settings, floor=fl, points=shown,
+                           sentence=depth_sentence(shown), notes=notes + extra)
+
+    def save(partial: bool, current: Optional[DepthPoint] = None):
+        if json_path and not failed:
+            try:
+                results.save(build(partial, current), json_path)
+            except OutputError as e:  # keep measuring; the final save says where the result went
+                failed.append(e)
 
     total = len(settings.depths) * settings.runs * (settings.warmup + settings.tokens)
     with Progress(progress, total, "floor") as bar:
         if floor:
             fl = floor_of(s, probe_mb)
         for d in settings.depths:
-            points.append(measure_depth(s, d, settings, fl, bar))
-            if json_path and not failed:
-                try:
-                    results.save(build(partial=len(points) < len(settings.depths)), json_path)
-                except OutputError as e:  # keep measuring; the final save says where the result went
-                    failed.append(e)
+            points.append(measure_depth(s, d, settings, fl, bar, on_partial=lambda p: save(True, p)))
+            save(partial=len(points) < len(settings.depths))
     return build(partial=False)
 
 

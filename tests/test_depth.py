@@ -221,3 +221,23 @@ def test_format_csv_has_one_row_per_depth(tiny_depth):
     assert [int(x["depth"]) for x in rows] == [0, 64]
     assert [int(x["kv_bytes_per_token"]) for x in rows] == [p.kv_bytes_per_token for p in r.points]
     assert float(rows[1]["tok_s_median"]) == pytest.approx(r.points[1].tok_s.median)
+
+
+def test_a_depth_is_saved_after_every_run(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a depth keeps its finished runs."""
+    path = tmp_path / "c.json"
+    real = dp.measure_depth
+
+    def interrupted(session, depth, settings, floor, bar=None, on_partial=None):
+        def save_then_stop(point):
+            on_partial(point)
+            raise KeyboardInterrupt
+
+        return real(session, depth, settings, floor, bar, on_partial=save_then_stop)
+
+    monkeypatch.setattr(dp, "measure_depth", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dp.decode_at_depth("gemma3n-tiny", "0,64", runs=2, warmup=2, tokens=4, floor=False, json_path=str(path))
+    saved = results.load(path, dp.DepthResult)
+    assert [(p.depth, len(p.runs)) for p in saved.points] == [(0, 1)]
+    assert "depth 0 has 1 of 2 runs" in " ".join(saved.notes)
