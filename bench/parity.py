@@ -37,8 +37,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/paired_options.py
 
 from mlxprof import paired, parity  # noqa: E402
+from paired_options import add_paired_options  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
 
 
@@ -51,15 +53,7 @@ def round_line(rnd, comps) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="gemma3n-tiny")
-    ap.add_argument("--weights", default="auto", choices=["auto", "real", "synthetic"])
-    ap.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
-    ap.add_argument("--budget", type=float, default=None, help="seconds of measuring at most [120]")
-    ap.add_argument("--block", type=int, default=None, help="measured tokens per block [8]")
-    ap.add_argument("--rounds", type=int, default=None, help="at most this many rounds [no limit]")
-    ap.add_argument("--tokens", type=int, default=None, help="tokens per loop between prefills [100]")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed tokens after each prefill [20]")
-    ap.add_argument("--prompt-tokens", type=int, default=None)
+    add_paired_options(ap)
     ap.add_argument("--quiet", action="store_true", help="no line per round")
     a = ap.parse_args(argv)
     try:
