@@ -62,15 +62,20 @@ def _png_claiming(path, w, h):
                      + chunk(b"IEND", b""))
 
 
-def test_a_failed_write_after_measuring_prints_the_result_and_keeps_a_copy(tmp_path, monkeypatch):
+def full_disk_for(monkeypatch, name):
+    """Writes to files ending in `name` fail as on a full disk; others go through."""
     real = results._write_atomic
 
     def full_disk(path, text):
-        if str(path).endswith("k.json"):
+        if str(path).endswith(name):
             raise OSError(28, "No space left on device")
         return real(path, text)
 
     monkeypatch.setattr(results, "_write_atomic", full_disk)
+
+
+def test_a_failed_write_after_measuring_prints_the_result_and_keeps_a_copy(tmp_path, monkeypatch):
+    full_disk_for(monkeypatch, "k.json")
     monkeypatch.setattr(results, "WRITTEN", {})
     r = run("decode", *TINY, "--json", str(tmp_path / "k.json"))
     assert r.exit_code == 1
@@ -325,14 +330,7 @@ def test_a_partial_decode_says_so_in_the_document(tmp_path):
 
 
 def test_floor_prints_its_table_before_a_failed_write(tmp_path, monkeypatch):
-    real = results._write_atomic
-
-    def full_disk(path, text):
-        if str(path).endswith("f.json"):
-            raise OSError(28, "No space left on device")
-        return real(path, text)
-
-    monkeypatch.setattr(results, "_write_atomic", full_disk)
+    full_disk_for(monkeypatch, "f.json")
     r = run("floor", "-m", "gemma3n-tiny", "--no-decode", "--iterations", "2", "--probe-mb", "1",
             "--json", str(tmp_path / "f.json"))
     assert r.exit_code == 1 and "GB/s" in r.stdout  # the table came first
