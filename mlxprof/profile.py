@@ -77,7 +77,8 @@ class _DecodeRun:
         from .coldstart import Priming
 
         st = self.settings
-        order = interleave.schedule(st.runs) if gpu_timeline else [interleave.UNTRACED] * st.runs
+        order, reading, no_nvml = (interleave.open_plan(st.runs) if gpu_timeline
+                                   else ([interleave.UNTRACED] * st.runs, None, None))
         bar.reset(len(order) * (st.warmup + st.tokens) + 1, "priming run")
         self.priming = Priming(self.s.backend, bar)
         self.priming.run(self.s.model, self.ids, self.hook)
@@ -99,10 +100,10 @@ class _DecodeRun:
 
         rec = Recorder(sync=mx.synchronize)
         try:
-            by, kinds = interleave.run_schedule(measure, order, rec, on_run=self.on_run)
+            by, kinds = interleave.run_schedule(measure, order, rec, on_run=self.on_run, reading=reading)
         except RecorderError as e:  # CUPTI refused (e.g. another profiler holds it): one line
             raise InputError(f"--gpu-timeline: {e}") from e
-        self.timeline = interleave.timeline_of(rec, by, kinds, self.traced)
+        self.timeline = interleave.timeline_of(rec, by, kinds, self.traced, reading, no_nvml)
         self.save()  # now with the timeline (and the trace with its GPU spans)
 
     def on_run(self, label, rec):
@@ -125,12 +126,11 @@ class _DecodeRun:
 
     def result(self, partial: bool) -> dec.DecodeResult:
         s, done, tl = self.s, self.done, self.timeline
-        busy = tl.busy_fraction if tl is not None and tl.records_in_windows else None
-        tok, pre, split, verdict = dec.summarize_runs(done, s.backend, busy)
+        busy, basis = tl.verdict_busy() if tl is not None else (None, None)
+        tok, pre, split, verdict = dec.summarize_runs(done, s.backend, busy, basis)
         extra = [f"partial: {len(done)} of {self.settings.runs} runs finished"] if partial else []
         if tl is not None and busy is None:
-            extra.append("GPU timeline: no kernel records inside the measured tokens; the verdict "
-                         "falls back to the host split")
+            extra.append(f"GPU timeline: {basis}; the verdict falls back to the host split")
         return dec.DecodeResult(
             provenance=self.prov, model=s.identity, settings=self.settings, tok_s=tok, prefill_tok_s=pre,
             split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in done),

@@ -88,17 +88,32 @@ def decode_table(r, console=None):
 
 def _gpu_rows(t, g, split):
     """Rows for a CUPTI timeline (decode --gpu-timeline): each figure says which
-    traced runs it came from, and each kind of traced run what it cost."""
+    runs it came from, and each kind of traced run what it cost."""
     per_run = ", ".join(f"{x:.0%}" for x in g.busy_fraction_runs)
     graph = g.busy_level == "graph"
     what = ("graph-level records, one per CUDA graph launch" if graph else "kernel-level records")
-    t.add_row("GPU busy", f"{g.busy_fraction:.0%} of wall over {g.runs} {'graph' if graph else 'kernel'}-traced "
-                          f"runs ({per_run}): {what}, from {g.source}")
-    gm = g.gpu_ms_per_token
-    share = f" = {gm.median / split.token_ms:.0%} of an untraced token" if split.token_ms else ""
-    launches = f"; {g.graphs_per_token:.1f} CUDA graph launches" if g.graphs_per_token is not None else ""
-    t.add_row("GPU per token", f"{gm.median:.2f} ms busy median (min {gm.min:.2f}, max {gm.max:.2f}){share}"
-                               f"{launches}")
+    cupti_busy = (f"{g.busy_fraction:.0%} of wall over {g.runs} {'graph' if graph else 'kernel'}-traced "
+                  f"runs ({per_run}): {what}, from {g.source}")
+    nv = g.nvml if g.nvml is not None and g.nvml.busy_fraction is not None else None
+    if nv is not None:
+        t.add_row("GPU busy", f"{nv.busy_fraction:.0%} of wall over {nv.runs} untraced runs "
+                              f"({', '.join('–' if x is None else f'{x:.0%}' for x in nv.busy_fraction_runs)}): "
+                              f"NVML utilization samples, {nv.samples} whole periods of ~{nv.period_ms:.0f} ms "
+                              f"covering {nv.coverage:.0%} of the measured tokens; read between runs, so it "
+                              "costs them nothing")
+        if split.token_ms:
+            t.add_row("GPU per token", f"≈ {nv.busy_fraction * split.token_ms:.2f} ms busy (NVML busy × the "
+                                       f"untraced median token of {split.token_ms:.2f} ms)")
+        same = (f"; NVML on the same runs {g.nvml_traced.busy_fraction:.0%}"
+                if g.nvml_traced is not None and g.nvml_traced.busy_fraction is not None else "")
+        t.add_row("CUPTI busy", cupti_busy + same)
+    else:
+        t.add_row("GPU busy", cupti_busy)
+        gm = g.gpu_ms_per_token
+        share = f" = {gm.median / split.token_ms:.0%} of an untraced token" if split.token_ms else ""
+        launches = f"; {g.graphs_per_token:.1f} CUDA graph launches" if g.graphs_per_token is not None else ""
+        t.add_row("GPU per token", f"{gm.median:.2f} ms busy median (min {gm.min:.2f}, max {gm.max:.2f}){share}"
+                                   f"{launches}")
     table_runs = g.table_runs if g.table_runs is not None else g.runs
     cross = (f"; kernel-level busy {g.kernel_busy_fraction:.0%} in those runs"
              if g.kernel_busy_fraction is not None else "")

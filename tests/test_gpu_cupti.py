@@ -17,6 +17,7 @@ from mlxprof import hardware
 from mlxprof.cli import main
 from mlxprof.errors import InputError
 from mlxprof.gpu import cupti as gpu_cupti
+from mlxprof.gpu import nvml
 from mlxprof.gpu.clock import ClockFit
 from mlxprof.gpu.timeline import Kernel, busy_fraction, to_host
 
@@ -182,6 +183,42 @@ class FakeCupti:
         return bool(on)
 
 
+def _no_nvml():
+    raise nvml.NvmlError("libnvidia-ml.so.1 did not load (tests)")
+
+
+class LiveNvml:
+    """libnvidia-ml as the driver behaves: a sample every `period_us`, stamped
+    on the epoch clock as time passes, each saying `percent`."""
+
+    def __init__(self, percent=35.0, period_us=1000):
+        self.percent, self.period, self.t0 = percent, period_us, int(time.time() * 1e6)
+
+    def nvmlDeviceGetHandleByIndex_v2(self, index, ref):
+        return nvml.SUCCESS
+
+    def nvmlDeviceGetSamples(self, handle, kind, last, kind_ref, count_ref, buf):
+        now = int(time.time() * 1e6)
+        first = max(self.t0, last.value + 1, now - 500 * self.period)  # the ring holds 500
+        stamps = list(range(first - first % self.period + self.period, now + 1, self.period))
+        if not stamps:
+            return nvml.NOT_FOUND
+        kind_ref._obj.value = nvml.VALUE_UINT
+        if buf is not None:
+            stamps = stamps[:len(buf)]
+            for i, t in enumerate(stamps):
+                buf[i].timeStamp, buf[i].sampleValue.uiVal = t, int(self.percent)
+        count_ref._obj.value = len(stamps)
+        return nvml.SUCCESS
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch):
+    lib = LiveNvml()
+    monkeypatch.setattr(nvml, "_load", lambda: lib)
+    return lib
+
+
 @pytest.fixture
 def fake_cupti(monkeypatch):
     fake = FakeCupti()
@@ -189,6 +226,7 @@ def fake_cupti(monkeypatch):
     mod.cupti = fake
     monkeypatch.setitem(sys.modules, "cupti", mod)
     monkeypatch.setattr(gpu_cupti, "_callbacks_registered", False)
+    monkeypatch.setattr(nvml, "_load", _no_nvml)  # fake_nvml puts one back
     monkeypatch.setattr(hardware, "detect", lambda: hardware.Chip(
         "cuda", "Fake GPU", {"device_name": "Fake GPU", "free_memory": 64 << 30}))
     return fake
@@ -290,18 +328,40 @@ def test_recorder_notes_deliveries_inside_measured_tokens():
     assert any(n.startswith("1 CUPTI buffer deliveries (10 ms") for n in rec.analyze([run]).notes)
 
 
-def test_decode_gpu_timeline_by_default_interleaves_kernel_traced_runs(fake_cupti, tmp_path):
-    """The default (GRAPH_TRACE crashed on a real H200): untraced and
-    kernel-traced runs in alternating pairs; busy and table from the kernel runs."""
-    out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", "2",
-                                  "--warmup", "2", "--tokens", "8", "--prompt-tokens", "4", "--gpu-timeline",
-                                  "-q", "--json", str(out)])
-    assert r.exit_code == 0, r.output
+def _timeline_decode(tmp_path, runs, tokens):
+    """`decode -m gemma3n-tiny --gpu-timeline` through the CLI: (its output, the saved result)."""
     from mlxprof.decode import DecodeResult
     from mlxprof.results import load
 
-    res = load(str(out), DecodeResult)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["decode", "-m", "gemma3n-tiny", "--dtype", "float32", "--runs", str(runs),
+                                  "--warmup", "2", "--tokens", str(tokens), "--prompt-tokens", "4",
+                                  "--gpu-timeline", "-q", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    return r, load(str(out), DecodeResult)
+
+
+def test_decode_gpu_timeline_busy_from_nvml_over_untraced_runs(fake_cupti, fake_nvml, tmp_path):
+    """The default: NVML's busy over the untraced runs (nothing enabled while
+    they run) for the verdict; kernel-traced runs between them for the table."""
+    r, res = _timeline_decode(tmp_path, 3, 40)
+    tl = res.gpu
+    assert len(res.runs) == 3 and len(res.gpu_runs) == 2  # U K U K U
+    assert [(t.name, t.level) for t in tl.tiers] == [("kernel", "kernel")]
+    assert tl.nvml.runs == 3 and tl.nvml.busy_fraction == pytest.approx(0.35) and tl.nvml.samples > 0
+    assert tl.nvml_traced.runs == 2 and tl.busy_fraction == pytest.approx(0.4, abs=0.1)  # CUPTI's, apart
+    assert res.verdict.gpu_share == pytest.approx(0.35) and res.verdict.basis.startswith("NVML")
+    assert "35% of wall over 3 untraced runs" in r.output
+    for run in res.runs:
+        assert not fake_cupti.enabled_during(run.t0, run.t0 + run.deliveries_s[-1])
+    for run in res.gpu_runs:
+        assert fake_cupti.enabled_during(run.t0, run.t0 + run.deliveries_s[-1])
+
+
+def test_decode_gpu_timeline_without_nvml_interleaves_kernel_traced_runs(fake_cupti, tmp_path):
+    """Where NVML cannot be read (and GRAPH_TRACE crashed on a real H200): untraced and
+    kernel-traced runs in alternating pairs; busy and table from the kernel runs."""
+    _, res = _timeline_decode(tmp_path, 2, 8)
     tl = res.gpu
     assert len(res.runs) == 2 and len(res.gpu_runs) == 2
     assert [(t.name, t.level) for t in tl.tiers] == [("kernel", "kernel")]
@@ -342,7 +402,7 @@ def test_decode_gpu_timeline_end_to_end_with_fake_cupti(fake_cupti, tmp_path, mo
     assert abs(tl.kernels_per_token * 7 - kernel_wall_ms) <= 4
     assert tl.top_kernels[0].name == "qmv_kernel" and tl.by_primitive[0].primitive == "QuantizedMatmul"
     assert res.verdict.gpu_share == pytest.approx(tl.busy_fraction)
-    assert res.verdict.basis.startswith("GPU busy fraction")
+    assert res.verdict.basis == "CUPTI graph-level records over 2 traced runs"
     # each tier's tracing cost: its runs against the untraced runs of the same process
     g, k = tl.tiers
     assert g.overhead.baseline == "untraced" and g.overhead.candidate == "graph-traced"

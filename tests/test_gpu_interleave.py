@@ -8,7 +8,7 @@ from cuda_kernel_names import QMV, RMS
 
 from mlxprof.gpu import interleave
 from mlxprof.gpu.clock import ClockFit
-from mlxprof.gpu.interleave import GRAPH, KERNEL, UNTRACED, run_schedule, schedule, timeline_of
+from mlxprof.gpu.interleave import GRAPH, KERNEL, NVML, UNTRACED, run_schedule, schedule, timeline_of
 from mlxprof.gpu.timeline import GRAPH_NAME, Kernel, analyze, combine
 from mlxprof.progress import schedule_ticker
 
@@ -20,8 +20,12 @@ def test_schedule_pairs_untraced_with_graph_traced_runs_and_puts_kernel_runs_las
     assert schedule(3, busy=GRAPH) == [UNTRACED, GRAPH, GRAPH, UNTRACED, UNTRACED, GRAPH, KERNEL]
     assert schedule(2, kernel_runs=2, busy=GRAPH) == [UNTRACED, GRAPH, GRAPH, UNTRACED, KERNEL, KERNEL]
     assert schedule(1, kernel_runs=0, busy=GRAPH) == [UNTRACED, GRAPH]
-    # the default: kernel-level busy runs interleaved, no separate table runs
-    assert schedule(3) == [UNTRACED, KERNEL, KERNEL, UNTRACED, UNTRACED, KERNEL]
+    # CUPTI kernel-level busy (NVML unreadable): kernel runs paired with untraced ones, no table runs
+    assert schedule(3, busy=KERNEL) == [UNTRACED, KERNEL, KERNEL, UNTRACED, UNTRACED, KERNEL]
+    # the default, NVML busy over the untraced runs: the table's kernel runs between them
+    assert schedule(3) == [UNTRACED, KERNEL, UNTRACED, KERNEL, UNTRACED]
+    assert schedule(1) == [UNTRACED, KERNEL, KERNEL]
+    assert schedule(4, kernel_runs=1, busy=NVML) == [UNTRACED, KERNEL, UNTRACED, UNTRACED, UNTRACED]
 
 
 def test_segments_give_every_kernel_traced_run_its_own_stream():
@@ -172,7 +176,8 @@ def test_schedule_ticker_counts_each_kind_of_run_apart():
 
 
 def test_method_says_what_happened():
-    tl = SimpleNamespace(tiers=[SimpleNamespace(name=GRAPH, level="kernel", runs=[0, 1], figures=interleave.FIGURES[GRAPH])])
+    tl = SimpleNamespace(tiers=[SimpleNamespace(name=GRAPH, level="kernel", runs=[0, 1], figures=interleave.FIGURES[GRAPH])],
+                         nvml=None, nvml_missing=None)
     text = interleave.method(tl, detached=False)
     assert "graph-level tracing was not available" in text and "cuptiFinalize" not in text
     assert "kernel-traced" not in text

@@ -69,6 +69,19 @@ class TracingTier(BaseModel):
     overhead: Optional[stats.Comparison] = None  # baseline "untraced", interleaved in the same process
 
 
+class NvmlBusy(BaseModel):
+    """The busy fraction NVML's samples give over a set of runs' measured windows."""
+
+    source: str = "NVML utilization samples (nvmlDeviceGetSamples, GPU_UTILIZATION_SAMPLES)"
+    runs: int  # runs whose windows were read
+    busy_fraction: Optional[float]  # busy over covered time, all runs together (None: no whole sample)
+    busy_fraction_runs: List[Optional[float]]
+    samples: int  # whole sample periods inside the windows
+    coverage: float  # covered time / the windows' wall time
+    period_ms: Optional[float]  # median sample period
+    notes: List[str] = []
+
+
 class GpuTimeline(BaseModel):
     source: str = "CUPTI activity API (cupti-python)"
     kinds: List[str]  # activity kinds recorded
@@ -103,6 +116,11 @@ class GpuTimeline(BaseModel):
     graphs_per_token: Optional[float] = None  # CUDA graph launches per token (graph level)
     kernel_busy_fraction: Optional[float] = None  # busy fraction the kernel-level runs saw (cross-check)
     tiers: List[TracingTier] = []
+    # NVML's busy fraction over the untraced runs (what the verdict uses when
+    # present), and over the kernel-traced runs (beside CUPTI's busy there)
+    nvml: Optional[NvmlBusy] = None
+    nvml_traced: Optional[NvmlBusy] = None
+    nvml_missing: Optional[str] = None  # why NVML could not be read, when it could not
 
     _spans: list = PrivateAttr(default_factory=list)
 
@@ -113,6 +131,16 @@ class GpuTimeline(BaseModel):
             return [(f"{x.name}-traced ({x.level}-level records)", len(x.runs), x.overhead)
                     for x in self.tiers if x.overhead is not None]
         return [("traced runs", self.runs, self.overhead)] if self.overhead is not None else []
+
+    def verdict_busy(self) -> Tuple[Optional[float], str]:
+        """The busy fraction the verdict uses, and which runs and method gave it:
+        NVML over the untraced runs when it read a whole sample period, else
+        CUPTI's records over the traced runs, else none."""
+        if self.nvml is not None and self.nvml.busy_fraction is not None:
+            return self.nvml.busy_fraction, f"NVML utilization samples over {self.nvml.runs} untraced runs"
+        if self.records_in_windows:
+            return self.busy_fraction, f"CUPTI {self.busy_level}-level records over {self.runs} traced runs"
+        return None, "no busy fraction (no NVML sample and no CUPTI record inside the measured tokens)"
 
     def spans(self) -> List[Tuple[str, float, float]]:
         """(name, start_s on the perf_counter clock, dur_s) of the recorded

@@ -125,16 +125,27 @@ def gpu_section(g, ctx):
 
 
 def _gpu_tier_lines(g, tiers) -> List[str]:
-    """Which traced runs gave which figure, and what each kind of traced run cost."""
+    """Which runs gave which figure, and what each kind of traced run cost."""
     graph = g.get("busy_level") == "graph"
     union = ("CUDA graph executions: graph-level records, one per graph launch" if graph
              else "kernel intervals")
     launches = (f", {g['graphs_per_token']:.1f} CUDA graph launches per token"
                 if g.get("graphs_per_token") is not None else "")
-    out = [f"GPU busy **{g['busy_fraction']:.0%}** of the measured wall time (union of {union}; "
-           f"{g['runs']} {'graph' if graph else 'kernel'}-traced runs interleaved with the untraced ones); "
-           f"GPU {g['gpu_ms_per_token']['median']:.2f} ms per token busy{launches}. The verdict's GPU share "
-           "is this busy fraction."]
+    where = (f"of the measured wall time (union of {union}; {g['runs']} {'graph' if graph else 'kernel'}-traced "
+             f"runs interleaved with the untraced ones); GPU {g['gpu_ms_per_token']['median']:.2f} ms per token "
+             f"busy{launches}")
+    nv = g.get("nvml") or {}
+    if nv.get("busy_fraction") is not None:
+        same = g.get("nvml_traced") or {}
+        same = (f"; NVML read {same['busy_fraction']:.0%} on those same runs"
+                if same.get("busy_fraction") is not None else "")
+        out = [f"GPU busy **{nv['busy_fraction']:.0%}** of the measured wall time over the {nv['runs']} untraced "
+               f"runs, from NVML's utilization samples ({nv['samples']} whole periods of ~{nv['period_ms']:.0f} ms "
+               f"inside the measured tokens, {nv['coverage']:.0%} of them), read between runs: it costs the "
+               "runs it describes nothing. The verdict's GPU share is this busy fraction.",
+               f"\nCUPTI's busy: {g['busy_fraction']:.0%} {where}{same}."]
+    else:
+        out = [f"GPU busy **{g['busy_fraction']:.0%}** {where}. The verdict's GPU share is this busy fraction."]
     n = g.get("table_runs") or g["runs"]
     cross = (f"; kernel-level busy {g['kernel_busy_fraction']:.0%} in {'that run' if n == 1 else 'those runs'}"
              if g.get("kernel_busy_fraction") is not None else "")
@@ -142,6 +153,9 @@ def _gpu_tier_lines(g, tiers) -> List[str]:
                f"(every kernel recorded): {g['kernels_per_token']:.0f} kernels per token, "
                f"{g['graph_kernel_share']:.0%} launched from CUDA graphs{cross}.")
     rows = []
+    if nv.get("busy_fraction") is not None:
+        rows.append(["untraced", "NVML samples, read between runs", str(nv["runs"]), "–",
+                     "×1: nothing enabled while they run", "busy fraction, the verdict's GPU share"])
     for t in tiers:
         o = t.get("overhead")
         cost = (f"×{o['ratio']:.3f} ({o['ci_low']:.3f}–{o['ci_high']:.3f}; {o['verdict']})" if o else "–")
