@@ -8,12 +8,19 @@ Loops, on one model and prompt:
 
 Method (mlxprof/paired.py has the full reasoning). Whole runs one after the
 other cannot resolve 1 % on a shared host whose speed drifts over seconds, so:
-- every loop keeps its own cache and decodes in blocks of 2 + B tokens (B =
-  --block, default 8); a block's time spans its last B deliveries (the first
-  two absorb the switch from the previous loop), read with two clock reads;
+- mlxprof and bare run the same step, so they are lanes of one cache and
+  stream taking turns on one decode (--separate-caches: a cache each): a
+  lane's block after a block of that cache runs no settle tokens, and an
+  mlxprof block and a bare block are token-adjacent, with no time between
+  them for the host to drift; the library's loop keeps its own cache;
+- every other loop keeps its own cache; all decode in blocks of B tokens (B
+  = --block, default 8), after 2 settle tokens where the cache switched (they
+  absorb the switch from the previous loop); a block's time spans its last B
+  deliveries, read with two clock reads;
 - a round runs one block of each loop in a palindrome (A B C C B A, the
   first loop rotating), so drift that is linear over a round cancels in
-  every pair's ratio, and every loop decodes the same KV positions;
+  every pair's ratio; loops with a cache of their own decode the same KV
+  positions, lanes interleave theirs (about twice the depth by a segment's end);
 - every few rounds all loops restart from the same fresh prefill (+ untimed
   warm-up), keeping the KV depth near a decode run's and letting the greedy
   token ids be compared;
@@ -55,6 +62,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_paired_options(ap)
     ap.add_argument("--quiet", action="store_true", help="no line per round")
+    ap.add_argument("--without-library", action="store_true",
+                    help="mlxprof and bare only: every round's time goes to the ×0.99 question")
+    ap.add_argument("--separate-caches", action="store_true",
+                    help="mlxprof and bare each on a cache of its own, not lanes of one (the method before lanes)")
     a = ap.parse_args(argv)
     try:
         session, st, pst, ids = parity.prepare_parity(a.model, a.weights, a.dtype, a.rounds, a.warmup, a.tokens,
@@ -62,13 +73,14 @@ def main(argv=None):
     except InputError as e:
         print(f"bench/parity.py: error: {e}", file=sys.stderr)
         return 2
-    loops = parity.loops_for(session.model, bench=True)
+    loops = parity.loops_for(session.model, bench=True)[:2 if a.without_library else 3]
     print(parity.setup_lines(session, st, pst, loops))
     for note in st.reduced:
         print(f"note: {note}")
     run, runs = parity.run_paired_loops(session.model, ids, st, pst, loops,
                                         on_round=None if a.quiet else lambda r, c: print(round_line(r, c),
-                                                                                          flush=True))
+                                                                                          flush=True),
+                                        lanes=not a.separate_caches)
     print()
     for name in loops:
         print(parity.median_line(name, run.tok_s(name)))

@@ -18,6 +18,12 @@ time removes the drift instead of averaging over it:
   previous loop's last step. Only two clock reads per block: the bare loop
   must carry no per-token timing, so per-token medians are not available to
   every loop alike.
+- Lanes: loops that run the same step (mlxprof's loop and the bare one)
+  can instead be lanes of one cache and stream, taking turns on one decode:
+  a lane's block that follows a block of the same cache needs no settle, and
+  the two lanes' blocks are token-adjacent, so the host has no time to
+  drift between them. Lanes advance the one cache together (their positions
+  interleave, at about twice the pace of a loop with a cache of its own).
 - Same KV depth: all loops advance 2 × (settle + block) tokens per round, so
   in each round every loop decodes the same positions. Every
   `rounds_per_segment` rounds all loops restart from a fresh cache and
@@ -78,7 +84,11 @@ TRIM = 0.2
 
 
 class BlockLoop(Protocol):
-    """A decode loop that can be advanced block by block (see parity.py)."""
+    """A decode loop that can be advanced block by block (see parity.py).
+    Lanes (loops with a `lanes` attribute other than None) share one cache
+    and stream with the loops of the same `lanes`: a lane's block that
+    follows a block of that same cache runs no settle tokens (nothing
+    switched), so lanes can pair token-adjacent blocks."""
 
     def restart(self, tokens: int) -> None:
         """Fresh cache, prefill and untimed warm-up; `tokens` more will follow."""
@@ -99,10 +109,16 @@ class PairedSettings(Record):
     min_rounds: int
     max_rounds: Optional[int] = None
     level: float = 0.95
+    lanes: List[str] = []  # loops that took turns on one shared cache (no settle between their blocks)
 
     def method(self) -> str:
-        return METHOD.format(settle=self.settle, block=self.block, per_segment=self.rounds_per_segment,
+        text = METHOD.format(settle=self.settle, block=self.block, per_segment=self.rounds_per_segment,
                              precision=self.precision, min_rounds=self.min_rounds, budget=self.budget_s)
+        if self.lanes:
+            text += (f"; {' and '.join(self.lanes)} are lanes of one cache and stream, taking turns on one "
+                     "decode: a lane's block after a block of that cache runs no settle tokens, so their "
+                     "blocks are token-adjacent")
+        return text
 
 
 class PairedRound(Record):
@@ -300,7 +316,7 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
     caller may save), for every segment but the last: the caller has the
     whole run then."""
     names = list(loops)
-    st = settings
+    st = settings.model_copy(update={"lanes": [n for n in names if getattr(loops[n], "lanes", None) is not None]})
     per_token_block = st.settle + st.block
     segment_tokens = st.rounds_per_segment * 2 * per_token_block
     t_start = clock()
@@ -318,9 +334,14 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
             for name in names:
                 loops[name].restart(segment_tokens)
             restart_s = clock() - t
+            prev = None  # every loop's first block after a restart settles
         t_round = clock()
         order = palindrome(names, r)
-        seconds = [loops[name].block(st.settle, st.block) for name in order]
+        seconds = []
+        for name in order:
+            lane = getattr(loops[name], "lanes", None)
+            seconds.append(loops[name].block(0 if lane is not None and lane is prev else st.settle, st.block))
+            prev = lane
         rounds.append(PairedRound(round=r, segment=segment, t_s=t_round - t_start, order=order, seconds=seconds,
                                   tokens=st.block))
         round_s = clock() - t_round

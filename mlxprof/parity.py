@@ -83,9 +83,7 @@ class StepLoop:
         self.n += k
 
     def block(self, settle: int, tokens: int) -> float:
-        self.run(settle + tokens)
-        d = self.times.deliver
-        return d[self.n - 1] - d[self.n - 1 - tokens]
+        return two_reads(self.run, settle, tokens)
 
     def finish(self):
         mx.eval(self.y)  # drain the lookahead step in flight
@@ -117,8 +115,63 @@ class BareLoop(StepLoop):
         self.y = bare_tokens(self.step, self.y, self.times.ids, self.n, self.n + k)
         self.n += k
 
+
+class Lanes:
+    """One StepLoop's cache, stream and token record, advanced in turn by
+    several loops (its lanes) that run the same step, each with its own token
+    loop: mlxprof's (timed_tokens) and the bare one. Their blocks then follow
+    each other with nothing switched, so a pair of blocks is token-adjacent
+    (paired.py: lanes run no settle tokens after a block of their cache).
+    paired.run_rounds restarts and finishes every loop at once, so the first
+    lane's restart or finish of a segment does the work for all."""
+
+    def __init__(self, loaded, prompt_ids: List[int], warmup: int, count: int):
+        self.core = StepLoop(loaded, prompt_ids, warmup)
+        self.count, self.restarts, self.finishes = count, 0, 0
+
+    def restart(self, tokens: int):
+        if self.restarts % self.count == 0:
+            self.core.restart(tokens * self.count)  # every lane's tokens land in the one record
+        self.restarts += 1
+
+    def finish(self):
+        if self.finishes % self.count == 0:
+            self.core.finish()
+        self.finishes += 1
+
+
+def _timed(step, y, times, lo, hi):
+    return dec.timed_tokens(step, y, times, lo, hi)
+
+
+def _bare(step, y, times, lo, hi):
+    return bare_tokens(step, y, times.ids, lo, hi)
+
+
+class LaneLoop:
+    """A lane of `lanes`: `tokens_fn` (timed_tokens' or bare_tokens' loop)
+    advancing the shared cache; every block timed by two clock reads."""
+
+    def __init__(self, lanes: Lanes, tokens_fn):
+        self.lanes, self.tokens_fn = lanes, tokens_fn
+
+    @property
+    def segments(self):
+        return self.lanes.core.segments  # one decode: the lanes' ids interleave in it
+
+    def restart(self, tokens: int):
+        self.lanes.restart(tokens)
+
+    def run(self, k: int):
+        c = self.lanes.core
+        c.y = self.tokens_fn(c.step, c.y, c.times, c.n, c.n + k)
+        c.n += k
+
     def block(self, settle: int, tokens: int) -> float:
         return two_reads(self.run, settle, tokens)
+
+    def finish(self):
+        self.lanes.finish()
 
 
 class GeneratorLoop:
@@ -166,7 +219,14 @@ class GeneratorLoop:
         self.segments.append(self.ids[: self.n])
 
 
-def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int) -> Dict[str, object]:
+def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int,
+               lanes: bool = False) -> Dict[str, object]:
+    """The loops by name; with `lanes`, mlxprof and bare as lanes of one cache."""
+    if lanes and {"mlxprof", "bare"} <= set(names):
+        shared = Lanes(loaded, prompt_ids, warmup, 2)
+        fns = {"mlxprof": _timed, "bare": _bare}
+        return {name: LaneLoop(shared, fns[name]) if name in fns else GeneratorLoop(loaded, prompt_ids, warmup, name)
+                for name in names}
     kinds = {"mlxprof": StepLoop, "bare": BareLoop}
     return {name: kinds[name](loaded, prompt_ids, warmup) if name in kinds
             else GeneratorLoop(loaded, prompt_ids, warmup, name) for name in names}
@@ -234,7 +294,8 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
     bad = []
     for r in runs:
         ref = refs.get(r.round, first)
-        if r.token_ids == ref.token_ids:
+        m = min(len(r.token_ids), len(ref.token_ids))  # lanes of one cache decode more than a loop alone
+        if r.token_ids[:m] == ref.token_ids[:m]:
             continue
         i = next((k for k, (a, b) in enumerate(zip(ref.token_ids, r.token_ids)) if a != b),
                  min(len(ref.token_ids), len(r.token_ids)))
@@ -321,9 +382,9 @@ def prepare_parity(model, weights="auto", dtype=None, rounds=None, warmup=None, 
 
 
 def run_paired_loops(loaded, ids, settings: ParitySettings, pst: paired.PairedSettings, loops: Sequence[str],
-                     on_round=None, on_segment=None):
+                     on_round=None, on_segment=None, lanes: bool = False):
     """The paired rounds: (PairedRun, [LoopRun])."""
-    built = make_loops(loaded, loops, ids, settings.warmup)
+    built = make_loops(loaded, loops, ids, settings.warmup, lanes)
     run = paired.run_rounds(built, comparisons_for(loops, loaded.library), pst, on_round=on_round,
                             on_segment=on_segment and (lambda k: on_segment(built, k)))
     return run, loop_runs(built, run)

@@ -168,6 +168,30 @@ def test_every_loop_decodes_the_same_positions_each_round():
     assert loops["a"].restarts == loops["b"].restarts == 3
 
 
+class FakeLane(FakeLoop):
+    """A FakeLoop that is a lane of `lanes`; notes the settle of every block."""
+
+    def __init__(self, host, lanes, factor=1.0):
+        super().__init__(host, factor)
+        self.lanes, self.settles = lanes, []
+
+    def block(self, settle, tokens):
+        self.settles.append(settle)
+        return super().block(settle, tokens)
+
+
+def test_lanes_of_one_cache_settle_only_after_another_cache():
+    host, shared = Host(), object()
+    loops = {"a": FakeLane(host, shared), "b": FakeLane(host, shared), "c": FakeLane(host, None)}
+    run = paired.run_rounds(loops, [("b", "a", 0.99)], settings(max_rounds=3, rounds_per_segment=2),
+                            clock=lambda: host.t)
+    # a b c c b a | b c a a c b | (restart) c a b b a c: a lane settles after c's blocks and after a restart
+    assert loops["a"].settles == [2, 0, 2, 0, 2, 0]
+    assert loops["b"].settles == [0, 2, 0, 2, 0, 0]
+    assert loops["c"].settles == [2, 2, 2, 2, 2, 2]  # not a lane (lanes None): always settles
+    assert run.settings.lanes == ["a", "b", "c"][:2] and "a and b are lanes of one cache" in run.method
+
+
 def test_stops_at_the_budget_and_says_unresolved():
     # ratio exactly at the target, noisy host: the CI cannot leave 0.99
     run, _ = simulate(1 / 0.99, host=Host(noise=0.3), budget_s=30.0)
@@ -235,6 +259,33 @@ def test_every_loop_generates_the_same_greedy_ids(which, request):
         assert len(set(got["mlxprof"])) > 1  # random weights, varied ids: a real check
     ref = dec.run_once(loaded, ids, 2, 15)  # the step loop is run_once's loop, a block at a time
     assert ref.token_ids == got["mlxprof"]
+
+
+def test_lanes_take_turns_on_one_greedy_decode(tiny_llama):
+    ids = dec.default_prompt(16, tiny_llama.vocab_size)
+    loops = parity.make_loops(tiny_llama, ("mlxprof", "bare", "mlx-lm"), ids, 2, lanes=True)
+    assert loops["mlxprof"].lanes is loops["bare"].lanes and getattr(loops["mlx-lm"], "lanes", None) is None
+    for loop in loops.values():
+        loop.restart(12)
+    for name, settle in (("mlxprof", 2), ("bare", 0), ("bare", 0), ("mlxprof", 0), ("mlx-lm", 2)):
+        assert loops[name].block(settle, 3) > 0
+    for loop in loops.values():
+        loop.finish()
+    both = loops["mlxprof"].segments[0]
+    assert both is loops["bare"].segments[0] and len(both) == 2 + 2 + 4 * 3
+    assert both == dec.run_once(tiny_llama, ids, 2, 14).token_ids  # one decode, whichever lane ran a token
+    agree = parity.token_agreement(parity.loop_runs(loops, SimpleRun()))
+    assert agree.match, agree.sentence
+
+
+class SimpleRun:
+    """A PairedRun stand-in: one segment, any rate."""
+
+    def __init__(self):
+        self.rounds = [object()]
+
+    def segment_tok_s(self, name):
+        return [1.0]
 
 
 def test_step_runs_every_op_on_its_own_stream():
