@@ -6,8 +6,8 @@ empty: the first run on a machine) and ≤ 120 s warm (the same command again).
 
     python bench/time_to_profile.py [--model gemma3n-e2b-4bit] [--out DIR] [--no-gpu-timeline] [-- extra report args]
 
-The cold run gets a fresh, empty MLX_PTX_CACHE_DIR (a temp folder); the warm
-run reuses it, so "cold" is cold whatever this machine compiled before and the
+The cold run gets a fresh, empty MLX_PTX_CACHE_DIR (a temp folder, or
+--ptx-cache); the warm run reuses it, so "cold" is cold whatever this machine compiled before and the
 machine's own cache is left alone. On CUDA with cupti-python installed the
 report includes --gpu-timeline, as in the issue. Prints both wall times against
 their targets, where each report spent its time (its `[report] step: N s`
@@ -59,6 +59,9 @@ def main():
     ap.add_argument("--model", default="gemma3n-e2b-4bit")
     ap.add_argument("--out", default=None, help="directory for the documents [default: a temp dir]")
     ap.add_argument("--no-gpu-timeline", action="store_true")
+    ap.add_argument("--ptx-cache", default=None,
+                    help="the kernel cache folder to fill (must not exist yet: cold), left for later commands "
+                         "[default: a temp folder]")
     ap.add_argument("extra", nargs="*", help="more `mlxprof report` arguments (after --)")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -67,7 +70,9 @@ def main():
 
     chip = hardware.detect()
     out = Path(a.out or tempfile.mkdtemp(prefix="mlxprof-ttp-"))
-    cache = Path(tempfile.mkdtemp(prefix="mlxprof-ttp-ptx-")) / "ptx"  # does not exist yet: cold
+    cache = Path(a.ptx_cache or Path(tempfile.mkdtemp(prefix="mlxprof-ttp-ptx-")) / "ptx")
+    if cache.exists() and any(cache.iterdir()):
+        sys.exit(f"--ptx-cache {cache} already holds compiled kernels: the first run would not be cold")
     timeline = chip.backend == "cuda" and not a.no_gpu_timeline and importlib.util.find_spec("cupti") is not None
     extra = (["--gpu-timeline"] if timeline else []) + a.extra
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
