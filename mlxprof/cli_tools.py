@@ -236,7 +236,8 @@ def diff(a_path, b_path, threshold, json_path, fmt):
     \b
     mlxprof diff before.decode.json after.decode.json --fail-if-slower 5%
 
-    Reads decode, ops, floor, sweep, compare and parity results. Lists the
+    Reads decode, ops, floor, sweep, compare, parity, depth (each depth
+    both files measured: `tok/s @4096` …) and distributed results. Lists the
     provenance, model and settings fields that differ (versions, chip,
     knobs, weights, token counts …), warning first when the two mix real
     and synthetic weights, chips or token counts. Then every metric: A, B,
