@@ -333,6 +333,20 @@ def check_kinds(kind_a, kind_b, names: Sequence[str] = ("A", "B"), gated: bool =
         raise InputError("--fail-if-slower: ops results hold no tok/s to compare")
 
 
+def check_output(json_path, names: Sequence[str]):
+    """Before any work: the diff's file must be neither A nor B nor any other
+    saved result (session.check_outputs: a measurement is never replaced)."""
+    import os
+
+    from .session import check_outputs
+
+    for side, p in zip(("A", "B"), names):
+        if os.path.realpath(json_path) == os.path.realpath(p):
+            raise InputError(f"--json {json_path} is {side} itself: the diff would replace its own input; "
+                             "pick another file name")
+    check_outputs(json_path)
+
+
 def diff_results(a: Result, b: Result, names: Sequence[str] = ("A", "B"), fail_if_slower: Optional[float] = None,
                  command: Optional[str] = None) -> DiffResult:
     """B against A: provenance differences, warnings, every metric, and the gate."""

@@ -295,3 +295,17 @@ def test_distributed_diff_warns_about_ranks_and_parallel_mode(tmp_path, other):
     assert "tok/s [1 device]" not in names and "scaling efficiency" not in names
     assert {f.field for f in d.differences} >= {"parallel", "launch.ranks"}
 
+
+def test_diff_json_never_replaces_an_input_or_a_saved_result(tmp_path, a_json):
+    b = save(decode_result(A_TOK), tmp_path / "b.json")
+    before = {p: p.read_bytes() for p in (a_json, b)}
+    assert "is A itself" in one_line(run(a_json, b, "--json", a_json))
+    assert "is B itself" in one_line(run(a_json, b, "--json", tmp_path / "." / "b.json"))
+    kept = save(decode_result([5.0, 6.0]), tmp_path / "kept.json")
+    kept_text = kept.read_text()
+    assert "already holds a saved 'decode' result" in one_line(run(a_json, b, "--json", kept))
+    assert kept.read_text() == kept_text and all(p.read_bytes() == t for p, t in before.items())
+    plain = tmp_path / "notes.json"
+    plain.write_text("[1, 2]\n")  # not a result: replaced
+    assert run(a_json, b, "--json", plain).exit_code == 0
+    assert results.load_result(plain).kind == "diff"
