@@ -21,9 +21,9 @@ def models(match, json_path):
 
     from . import render, results
     from .models import catalog, families
+    from .session import check_outputs
 
-    if json_path and json_path != "-":
-        results.check_writable(json_path)
+    check_outputs(file_path(json_path))  # a file holding a saved result is never replaced
     rows = catalog(match)
     if not rows:
         raise InputError(f"no alias or family contains '{match}'; families: {', '.join(families())}")
@@ -45,10 +45,10 @@ def env(json_path, gating_file):
     """Backend, chip, MLX's per-chip scheduler defaults, the MLX_* variables in
     force, and the knob gating advice for this chip. `--json -` prints the
     versioned JSON result instead of the tables."""
-    from . import gating, render, results
+    from . import gating, render
+    from .session import check_outputs
 
-    if file_path(json_path):
-        results.check_writable(json_path)
+    check_outputs(file_path(json_path))  # a file holding a saved result is never replaced
     finish(gating.environment(gating_file, command=command_line()), json_path, render.env_table)
 
 
@@ -236,7 +236,8 @@ def diff(a_path, b_path, threshold, json_path, fmt):
     \b
     mlxprof diff before.decode.json after.decode.json --fail-if-slower 5%
 
-    Reads decode, ops, floor, sweep, compare and parity results. Lists the
+    Reads decode, ops, floor, sweep, compare, parity, depth (each depth
+    both files measured: `tok/s @4096` …) and distributed results. Lists the
     provenance, model and settings fields that differ (versions, chip,
     knobs, weights, token counts …), warning first when the two mix real
     and synthetic weights, chips or token counts. Then every metric: A, B,
@@ -250,14 +251,15 @@ def diff(a_path, b_path, threshold, json_path, fmt):
     \b
     Exit codes: 0 done; 1 B is slower than --fail-if-slower allows (one
     line `mlxprof diff: B is slower than A by …` on stderr); 2 bad input
-    (files of different kinds, an unreadable file, a bad threshold).
+    (files of different kinds, an unreadable file, a bad threshold, a
+    --json file that is A, B or any other saved result).
     """
     from . import diff as diff_mod
-    from . import diff_table, results
+    from . import diff_table
 
     limit = None if threshold is None else diff_mod.parse_threshold(threshold)
     if file_path(json_path):
-        results.check_writable(json_path)
+        diff_mod.check_output(json_path, (a_path, b_path))
     result = diff_mod.diff(a_path, b_path, fail_if_slower=limit, command=command_line())
     finish(result, json_path, diff_table.diff_table, fmt=fmt)
     if result.slower:

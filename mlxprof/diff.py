@@ -8,7 +8,8 @@
 A and B may differ in MLX version, machine, knobs, model or mlxprof version;
 the result lists every provenance, model and settings field that differs, and
 warns above the numbers when they mix real and synthetic weights, chips or
-token counts. Kinds read: decode, ops, floor, sweep, compare, parity.
+token counts. Kinds read: decode, ops, floor, sweep, compare, parity, and
+(diff_kinds.py) depth, per depth both measured, and distributed.
 
 Each metric is B against A: B − A, B / A and, where both sides keep raw
 samples, stats.compare's bootstrap 95% CI of median(B) / median(A), p-value
@@ -21,9 +22,10 @@ with 95% confidence B keeps less than 1 − X of A's speed. The CI, not the
 rank test, decides, because decode's usual 3 runs a side can never reach
 p < 0.05 with Mann-Whitney (3+3: p ≥ 0.1) while runs that do not overlap
 still give a CI clear of 1 − X. With a single run a side the CI is the point
-ratio and the result warns. Every tok/s metric is gated: decode's, each
-compare variant's, each sweep value's, each parity loop's, the floor's;
-ops results hold none.
+ratio and the result warns. Every tok/s metric with samples is gated:
+decode's, each compare variant's, each sweep value's, each parity loop's,
+the floor's, each depth's, a distributed group's, each rank's and its
+one-device baseline's; ops results hold none.
 """
 
 import math
@@ -31,6 +33,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from . import results, stats
+from .diff_kinds import depth_metrics, depth_warnings, distributed_metrics, distributed_warnings
 from .errors import InputError
 from .results import Record, Result
 
@@ -121,13 +124,20 @@ def sampled_metric(name: str, xa, xb, label: str, higher_is_better: bool = True,
                       samples=count, n_a=n_a, n_b=n_b, higher_is_better=higher_is_better, rate=rate)
 
 
+def phase_metrics(runs_a, runs_b, suffix: str = "") -> List[MetricDiff]:
+    """token / build / submit / wait ms of every token of two sets of decode.RunRecord, grouped by run."""
+    out = []
+    for phase in ("token", "build", "submit", "wait"):
+        runs = tuple([getattr(r, f"{phase}_ms") for r in x] for x in (runs_a, runs_b))
+        out.append(sampled_metric(f"{phase} ms{suffix}", [], [], "tokens by run", higher_is_better=False,
+                                  units=runs))
+    return out
+
+
 def decode_metrics(a, b) -> List[MetricDiff]:
     out = [sampled_metric("tok/s", a.tok_s.samples, b.tok_s.samples, "runs", rate=True),
            sampled_metric("prefill tok/s", a.prefill_tok_s.samples, b.prefill_tok_s.samples, "runs")]
-    for phase in ("token", "build", "submit", "wait"):
-        runs = tuple([getattr(r, f"{phase}_ms") for r in x.runs] for x in (a, b))
-        out.append(sampled_metric(f"{phase} ms", [], [], "tokens by run", higher_is_better=False, units=runs))
-    return out + [
+    return out + phase_metrics(a.runs, b.runs) + [
         value_metric("weight bytes/token", a.model.bytes_per_token, b.model.bytes_per_token, False),
         value_metric("KV bytes/token", a.kv_bytes_per_token, b.kv_bytes_per_token, False),
         value_metric("peak memory bytes", a.peak_memory_bytes, b.peak_memory_bytes, False),
@@ -161,7 +171,7 @@ def floor_metrics(a, b) -> List[MetricDiff]:
     return out
 
 
-def _pairs(items_a, items_b, key):
+def pairs(items_a, items_b, key):
     """(a, b) for each key both sides hold, in A's order (values, variants,
     loops that only one side measured are left out)."""
     by_key = {key(x): x for x in items_b}
@@ -170,7 +180,7 @@ def _pairs(items_a, items_b, key):
 
 def sweep_metrics(a, b) -> List[MetricDiff]:
     out = []
-    for ra, rb in _pairs(a.rows, b.rows, lambda r: r.label):
+    for ra, rb in pairs(a.rows, b.rows, lambda r: r.label):
         units = tuple([p.tok_s for p in x.ok_points() if p.label == ra.label] for x in (a, b))
         out.append(sampled_metric(f"tok/s [{ra.label}]", [], [], "points", rate=True, units=units))
         if ra.label != a.baseline:
@@ -180,7 +190,7 @@ def sweep_metrics(a, b) -> List[MetricDiff]:
 
 def compare_metrics(a, b) -> List[MetricDiff]:
     out = []
-    for va, vb in _pairs(a.variants, b.variants, lambda v: v.bits):
+    for va, vb in pairs(a.variants, b.variants, lambda v: v.bits):
         k = va.bits
         out.append(sampled_metric(f"tok/s [{k}]", va.tok_s.samples, vb.tok_s.samples, "runs", rate=True))
         out += [value_metric(f"{ph} ms [{k}] (median)", getattr(va.split, f"{ph}_ms"),
@@ -191,21 +201,24 @@ def compare_metrics(a, b) -> List[MetricDiff]:
         out += [value_metric(f"GEMV GB/s [{k}]", va.floor_gb_s, vb.floor_gb_s, True),
                 value_metric(f"bytes/token [{k}]", va.bytes_per_token, vb.bytes_per_token, False),
                 value_metric(f"graph nodes [{k}]", va.nodes, vb.nodes)]
-    for ca, cb in _pairs(a.comparisons, b.comparisons, lambda c: (c.candidate, c.baseline)):
+    for ca, cb in pairs(a.comparisons, b.comparisons, lambda c: (c.candidate, c.baseline)):
         out.append(value_metric(f"{ca.candidate} / {ca.baseline} tok/s", ca.ratio, cb.ratio))
     return out
 
 
 def parity_metrics(a, b) -> List[MetricDiff]:
     out = [sampled_metric(f"tok/s [{loop}]", sa.samples, sb.samples, "runs", rate=True)
-           for (loop, sa), (_, sb) in _pairs(a.tok_s.items(), b.tok_s.items(), lambda kv: kv[0])]
-    for ca, cb in _pairs([a.comparison], [b.comparison], lambda c: (c.candidate, c.baseline)):
+           for (loop, sa), (_, sb) in pairs(a.tok_s.items(), b.tok_s.items(), lambda kv: kv[0])]
+    for ca, cb in pairs([a.comparison], [b.comparison], lambda c: (c.candidate, c.baseline)):
         out.append(value_metric(f"{ca.candidate} / {ca.baseline} tok/s", ca.ratio, cb.ratio))
     return out
 
 
 METRICS = {"decode": decode_metrics, "ops": ops_metrics, "floor": floor_metrics, "sweep": sweep_metrics,
-           "compare": compare_metrics, "parity": parity_metrics}
+           "compare": compare_metrics, "parity": parity_metrics, "depth": depth_metrics,
+           "distributed": distributed_metrics}
+# What only some kinds can mix up (depths or ranks measured on one side only …), warned about.
+KIND_WARNINGS = {"depth": depth_warnings, "distributed": distributed_warnings}
 
 
 # ---------------------------------------------------------------- provenance
@@ -215,7 +228,8 @@ IDENTITY = {
     "decode": ("model", "settings", "kv_context"), "ops": ("model", "context"),
     "floor": ("model", "iterations", "warmup"), "parity": ("model", "settings"),
     "sweep": ("model_name", "model", "settings", "decode", "knobs", "baseline"),
-    "compare": ("family", "order", "settings"),
+    "compare": ("family", "order", "settings"), "depth": ("model", "settings"),
+    "distributed": ("model", "settings", "parallel", "launch"),
 }
 # Flattened fields that count tokens (sweep: `decode.*`): a difference in one is warned about.
 TOKEN_FIELDS = tuple(f"{s}.{k}" for s in ("settings", "decode") for k in ("tokens", "warmup", "prompt_tokens")) \
@@ -319,6 +333,20 @@ def check_kinds(kind_a, kind_b, names: Sequence[str] = ("A", "B"), gated: bool =
         raise InputError("--fail-if-slower: ops results hold no tok/s to compare")
 
 
+def check_output(json_path, names: Sequence[str]):
+    """Before any work: the diff's file must be neither A nor B nor any other
+    saved result (session.check_outputs: a measurement is never replaced)."""
+    import os
+
+    from .session import check_outputs
+
+    for side, p in zip(("A", "B"), names):
+        if os.path.realpath(json_path) == os.path.realpath(p):
+            raise InputError(f"--json {json_path} is {side} itself: the diff would replace its own input; "
+                             "pick another file name")
+    check_outputs(json_path)
+
+
 def diff_results(a: Result, b: Result, names: Sequence[str] = ("A", "B"), fail_if_slower: Optional[float] = None,
                  command: Optional[str] = None) -> DiffResult:
     """B against A: provenance differences, warnings, every metric, and the gate."""
@@ -326,8 +354,9 @@ def diff_results(a: Result, b: Result, names: Sequence[str] = ("A", "B"), fail_i
     diffs, same = field_diffs(a, b)
     metrics = [m for m in METRICS[a.kind](a, b) if m.a is not None or m.b is not None]
     used = sorted({m.samples.split(" (")[0] for m in metrics})
+    warnings = mix_warnings(a, b, diffs) + KIND_WARNINGS.get(a.kind, lambda *_: [])(a, b) + _few_runs(metrics)
     d = DiffResult(provenance=results.provenance(command), of=a.kind, a_path=str(names[0]),
-                   b_path=str(names[1]), warnings=mix_warnings(a, b, diffs) + _few_runs(metrics),
+                   b_path=str(names[1]), warnings=warnings,
                    differences=diffs, same=same, metrics=metrics, fail_if_slower=fail_if_slower,
                    notes=[f"samples '{k}': {SAMPLES[k]}" for k in used])
     if fail_if_slower is not None:

@@ -189,6 +189,7 @@ KINDS = {
     "decode": "decode:DecodeResult", "ops": "ops:OpsResult", "floor": "floor:FloorResult",
     "sweep": "sweep.result:SweepResult", "vlm": "vlm:VLMResult", "compare": "compare:CompareResult",
     "parity": "parity:ParityResult", "env": "gating:EnvResult", "diff": "diff:DiffResult",
+    "depth": "depth:DepthResult", "distributed": "distributed.result:DistributedResult",
 }
 
 

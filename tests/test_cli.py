@@ -64,3 +64,23 @@ def test_python_dash_m_is_the_same_program():
                        [sys.executable, "-c", "from mlxprof.cli import main; main(prog_name='mlxprof')",
                         "--help"])]
     assert out[0] == out[1] and out[0].startswith("Usage: mlxprof")
+
+
+@pytest.mark.parametrize("args", [["models", "gemma3n"], ["env"]])
+def test_listing_commands_never_replace_a_saved_result(tmp_path, monkeypatch, args):
+    from fake_results import decode_result, save
+
+    monkeypatch.setenv("MLXPROF_GATING_FILE", str(tmp_path / "absent.json"))
+    kept = save(decode_result([100.0, 101.0]), tmp_path / "kept.json")
+    text = kept.read_text()
+    r = CliRunner().invoke(main, args + ["--json", str(kept)])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"mlxprof: error: {kept} already holds a saved 'decode' result; pick another file name (or remove it "
+        "first): mlxprof never replaces a measurement"], r.output
+    assert kept.read_text() == text
+    listing = tmp_path / "listing.json"
+    listing.write_text("[]\n")  # an old listing, not a result: replaced
+    r = CliRunner().invoke(main, args + ["--json", str(listing)])
+    assert r.exit_code == 0, r.output
+    assert listing.read_text() != "[]\n"

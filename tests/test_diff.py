@@ -207,3 +207,105 @@ def test_json_dash_prints_the_diff(a_json):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["kind"] == "diff" and data["of"] == "decode" and data["metrics"][0]["metric"] == "tok/s"
+
+
+DEPTH = "llama3.1-8b-4bit-nvidia-h200.depth.json"
+DIST = "llama3.1-8b-4bit-tp2-nvidia-h200x2.distributed.json"
+
+
+def slower_at_4096_and_8192_for_16384(d):
+    for p in d["points"]:
+        if p["depth"] == 4096:
+            p["tok_s"]["samples"] = [x * 0.8 for x in p["tok_s"]["samples"]]
+        if p["depth"] == 16384:
+            p["depth"] = 8192
+    d["settings"]["depths"] = [p["depth"] for p in d["points"]]
+
+
+def test_depth_diff_compares_each_depth_both_measured(tmp_path, other):
+    a, b = published(DEPTH, tmp_path), published(DEPTH, other, slower_at_4096_and_8192_for_16384)
+    d = diff.diff(a, b, fail_if_slower=0.05)
+    assert d.of == "depth"
+    slow = metric(d, "tok/s @4096")
+    assert abs(slow.ratio - 0.8) < 1e-9 and slow.rate and slow.samples == "runs (3+3)" and slow.ci_high < 0.95
+    assert metric(d, "tok/s @0").ratio == 1.0 and metric(d, "tok/s @1024").ratio == 1.0
+    assert d.slower == ["tok/s @4096"]
+    assert not [m for m in d.metrics if m.metric.endswith(("@16384", "@8192"))]
+    assert "depths measured on one side only: 16384 in A only; 8192 in B only (not compared)" in d.warnings
+    assert metric(d, "build ms @1024").samples == "tokens by run (300+300 in 3+3)"
+    floor = metric(d, "floor tok/s @4096")
+    assert floor.samples == "value" and floor.ratio == 1.0 and not floor.rate
+    assert metric(d, "floor ms (weights)").samples == "evaluations (30+30)"
+    assert any(f.field == "settings.depths" for f in d.differences)
+    assert diff.diff(a, b, fail_if_slower=0.3).slower == []
+
+
+def test_depth_diff_cli_exits_1_when_b_is_slower(tmp_path, other):
+    a, b = published(DEPTH, tmp_path), published(DEPTH, other, slower_at_4096_and_8192_for_16384)
+    out = tmp_path / "d.json"
+    r = run(a, b, "--fail-if-slower", "5%", "--json", out)
+    assert r.exit_code == 1, r.output
+    assert "warning: depths measured on one side only" in r.stdout and "tok/s @4096" in r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "mlxprof diff: B is slower than A by 20.0% on tok/s @4096")
+    saved = results.load_result(out)
+    assert saved.of == "depth" and saved.slower == ["tok/s @4096"]
+    assert run(a, a, "--fail-if-slower", "5%").exit_code == 0
+
+
+def slower_group(d):
+    for s in [d["tok_s"]] + [r["tok_s"] for r in d["ranks"]]:
+        s["samples"] = [x * 0.8 for x in s["samples"]]
+
+
+def one_pipeline_rank_no_baseline(d):
+    d["ranks"] = d["ranks"][:1]
+    d["launch"]["ranks"] = 1
+    d["parallel"] = "pipeline"
+    d["baseline"] = d["scaling"] = None
+
+
+def test_distributed_diff_gates_group_and_ranks(tmp_path, other):
+    a, b = published(DIST, tmp_path), published(DIST, other, slower_group)
+    d = diff.diff(a, b, fail_if_slower=0.05)
+    assert d.of == "distributed" and d.warnings == []
+    for name in ("tok/s (group)", "tok/s [rank 0]", "tok/s [rank 1]"):
+        m = metric(d, name)
+        assert abs(m.ratio - 0.8) < 1e-9 and m.rate and m.samples == "runs (3+3)", name
+    assert d.slower == ["tok/s (group)", "tok/s [rank 0]", "tok/s [rank 1]"]
+    base = metric(d, "tok/s [1 device]")
+    assert base.ratio == 1.0 and base.rate
+    assert metric(d, "scaling efficiency").samples == "value"
+    calls = metric(d, "collective calls/token [rank 1]")
+    assert calls.a == calls.b > 0 and calls.samples == "value"
+    assert metric(d, "collective bytes/token [rank 0]").a > 0
+    r = run(a, b, "--fail-if-slower", "5%")
+    assert r.exit_code == 1 and "B is slower than A by 20.0% on tok/s (group)" in r.stderr, r.output
+
+
+def test_distributed_diff_warns_about_ranks_and_parallel_mode(tmp_path, other):
+    a, b = published(DIST, tmp_path), published(DIST, other, one_pipeline_rank_no_baseline)
+    d = diff.diff(a, b)
+    said = " | ".join(d.warnings)
+    assert "rank counts differ: A 2, B 1" in said
+    assert "ranks measured on one side only: 1 in A only" in said
+    assert "parallel modes differ: A tensor, B pipeline" in said
+    names = {m.metric for m in d.metrics}
+    assert "tok/s [rank 0]" in names and "tok/s [rank 1]" not in names
+    assert "tok/s [1 device]" not in names and "scaling efficiency" not in names
+    assert {f.field for f in d.differences} >= {"parallel", "launch.ranks"}
+
+
+def test_diff_json_never_replaces_an_input_or_a_saved_result(tmp_path, a_json):
+    b = save(decode_result(A_TOK), tmp_path / "b.json")
+    before = {p: p.read_bytes() for p in (a_json, b)}
+    assert "is A itself" in one_line(run(a_json, b, "--json", a_json))
+    assert "is B itself" in one_line(run(a_json, b, "--json", tmp_path / "." / "b.json"))
+    kept = save(decode_result([5.0, 6.0]), tmp_path / "kept.json")
+    kept_text = kept.read_text()
+    assert "already holds a saved 'decode' result" in one_line(run(a_json, b, "--json", kept))
+    assert kept.read_text() == kept_text and all(p.read_bytes() == t for p, t in before.items())
+    plain = tmp_path / "notes.json"
+    plain.write_text("[1, 2]\n")  # not a result: replaced
+    assert run(a_json, b, "--json", plain).exit_code == 0
+    assert results.load_result(plain).kind == "diff"
