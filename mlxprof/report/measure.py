@@ -24,13 +24,14 @@ from .reproduce import mlxprof_command
 QUICK = dict(runs=3, warmup=4, tokens=24, prompt_tokens=8, rounds=None, budget=10, reps=2,
              sweep_values="default,1000")
 # None: each command's own defaults, which shrink on a slow backend and say so. Two
-# exceptions keep a warm report within 2 minutes on an H200 (gemma3n-e2b-4bit
-# measured 219 s with them at the commands' defaults: parity 120 s, sweep 42 s):
-# parity gets 30 s (mlxprof against the library's loop, target ×0.98, resolves
-# at ±2-4 %; `mlxprof parity` keeps 120 s for ±0.5 %), the sweep three values.
-FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, budget=30, reps=2,
+# exceptions keep a warm report near 2 minutes on an H200 (gemma3n-e2b-4bit
+# measured 219 s with them at the commands' defaults, parity 120 s and the sweep
+# 42 s of it; 123 s with parity at 30 s and three sweep values): parity gets
+# 20 s (mlxprof against the library's loop, target ×0.98, resolves at ±2-5 %;
+# `mlxprof parity` keeps 120 s for ±0.5 %), the sweep three values of shorter points.
+FULL = dict(runs=None, warmup=None, tokens=None, prompt_tokens=None, rounds=None, budget=20, reps=2,
             sweep_values="default,100,1000")
-SWEEP_COUNTS = dict(runs=2, warmup=10, tokens=50)  # per sweep point, GPU backends only
+SWEEP_COUNTS = dict(runs=2, warmup=8, tokens=40)  # per sweep point, GPU backends only
 QUICK_SWEEP_COUNTS = dict(runs=2, warmup=2, tokens=8)
 OPS_KNOB = "MLX_MAX_OPS_PER_BUFFER"
 ALL_STEPS = ["decode", "ops", "floor", "sweep", "vlm", "parity"]  # + "compare" with --bits
