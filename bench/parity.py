@@ -9,10 +9,11 @@ Loops, on one model and prompt:
 Method (mlxprof/paired.py has the full reasoning). Whole runs one after the
 other cannot resolve 1 % on a shared host whose speed drifts over seconds, so:
 - mlxprof and bare run the same step, so they are lanes of one cache and
-  stream taking turns on one decode (--separate-caches: a cache each): a
-  lane's block after a block of that cache runs no settle tokens, and an
-  mlxprof block and a bare block are token-adjacent, with no time between
-  them for the host to drift; the library's loop keeps its own cache;
+  stream taking turns on one decode (--separate-caches: a cache each): same
+  positions, and a lane's block after its own runs no settle tokens (after
+  the other lane's it does, --lane-settle: with none the token after a switch
+  carries the other lane's lookahead, which biased 1-token blocks by 1.5 %);
+  the library's loop keeps its own cache;
 - every other loop keeps its own cache; all decode in blocks of B tokens (B
   = --block, default 8), after 2 settle tokens where the cache switched (they
   absorb the switch from the previous loop); a block's time spans its last B
@@ -64,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true", help="no line per round")
     ap.add_argument("--without-library", action="store_true",
                     help="mlxprof and bare only: every round's time goes to the ×0.99 question")
+    ap.add_argument("--lane-settle", type=int, default=None,
+                    help="settle tokens of a lane's block after the other lane's [as every loop: 2]")
     ap.add_argument("--separate-caches", action="store_true",
                     help="mlxprof and bare each on a cache of its own, not lanes of one (the method before lanes)")
     a = ap.parse_args(argv)
@@ -74,6 +77,7 @@ def main(argv=None):
         print(f"bench/parity.py: error: {e}", file=sys.stderr)
         return 2
     loops = parity.loops_for(session.model, bench=True)[:2 if a.without_library else 3]
+    pst = pst.model_copy(update={"lane_settle": a.lane_settle})
     print(parity.setup_lines(session, st, pst, loops))
     for note in st.reduced:
         print(f"note: {note}")

@@ -180,16 +180,22 @@ class FakeLane(FakeLoop):
         return super().block(settle, tokens)
 
 
-def test_lanes_of_one_cache_settle_only_after_another_cache():
-    host, shared = Host(), object()
-    loops = {"a": FakeLane(host, shared), "b": FakeLane(host, shared), "c": FakeLane(host, None)}
-    run = paired.run_rounds(loops, [("b", "a", 0.99)], settings(max_rounds=3, rounds_per_segment=2),
-                            clock=lambda: host.t)
-    # a b c c b a | b c a a c b | (restart) c a b b a c: a lane settles after c's blocks and after a restart
-    assert loops["a"].settles == [2, 0, 2, 0, 2, 0]
-    assert loops["b"].settles == [0, 2, 0, 2, 0, 0]
-    assert loops["c"].settles == [2, 2, 2, 2, 2, 2]  # not a lane (lanes None): always settles
-    assert run.settings.lanes == ["a", "b", "c"][:2] and "a and b are lanes of one cache" in run.method
+def test_lanes_settle_after_another_loop_not_after_their_own_block():
+    def settles(**kw):
+        host, shared = Host(), object()
+        loops = {"a": FakeLane(host, shared), "b": FakeLane(host, shared), "c": FakeLane(host, None)}
+        run = paired.run_rounds(loops, [("b", "a", 0.99)], settings(max_rounds=3, rounds_per_segment=2, **kw),
+                                clock=lambda: host.t)
+        return run, {name: loop.settles for name, loop in loops.items()}
+
+    # a b c c b a | b c a a c b | (restart) c a b b a c
+    run, got = settles()
+    assert got["a"] == [2, 2, 2, 0, 2, 2] and got["b"] == [2, 2, 2, 2, 2, 0]
+    assert got["c"] == [2] * 6  # not a lane (lanes None): settles after every block, its own too
+    assert run.settings.lanes == ["a", "b"] and run.settings.lane_settle == 2
+    assert "a and b are lanes of one cache" in run.method and "runs 2 settle tokens" in run.method
+    _, got = settles(lane_settle=0)  # token-adjacent lanes (biased: see PairedSettings.lane_settle)
+    assert got["a"] == [0] * 6 and got["b"] == [0] * 6 and got["c"] == [2] * 6
 
 
 def test_stops_at_the_budget_and_says_unresolved():
