@@ -451,13 +451,17 @@ def _bench(name):
 
 def test_bench_runs_and_prints_every_comparison(capsys):
     mod = _bench("parity.py")
-    assert mod.main(["--rounds", "2", "--tokens", "8", "--block", "2", "--warmup", "1", "--prompt-tokens", "4"]) == 0
+    assert mod.main(["--rounds", "2", "--tokens", "8", "--block", "2", "--warmup", "1", "--prompt-tokens", "4",
+                     "--with-library"]) == 0
     out = capsys.readouterr().out
     for line in ("machine: ", "versions: mlx ", "round   1 @", "mlxprof / bare: ×", "resolved vs ×0.99: ",
                  "mlxprof / mlx-vlm: ×", "resolved vs ×0.98: ", "bare / mlx-vlm: ×", "2 rounds in", "µs/token",
                  "token ids"):
         assert line in out, line
     assert mod.main(["--budget", "0"]) == 2
+    assert mod.main(["--rounds", "2", "--warmup", "1", "--prompt-tokens", "4"]) == 0  # defaults: lanes, 4-token blocks
+    out = capsys.readouterr().out
+    assert "loops: mlxprof, bare; blocks of 2 + 4 tokens" in out and "mlxprof / mlx-vlm" not in out
 
 
 def test_step_variants_bench_runs(capsys):
