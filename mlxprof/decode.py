@@ -254,7 +254,7 @@ def split_of(runs: List[RunRecord]) -> PhaseSplit:
 
 
 def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None,
-            busy_basis: str = "GPU busy fraction from the CUPTI timeline") -> Verdict:
+            busy_basis: Optional[str] = None) -> Verdict:
     """The device's share of a token: wait/token on CUDA (async_eval only
     encodes and launches there), (submit + wait)/token on Metal (async_eval
     blocks on back-pressure once the GPU queue is full, so its time stands in
@@ -272,7 +272,7 @@ def verdict(split: PhaseSplit, backend: str, gpu_busy: Optional[float] = None,
             ),
         )
     if gpu_busy is not None:
-        share, basis = gpu_busy, busy_basis
+        share, basis = gpu_busy, busy_basis or "GPU busy fraction from the CUPTI timeline"
     elif backend == "metal":
         share, basis = split.share("submit") + split.share("wait"), "(submit + wait) / token"
     else:
@@ -325,7 +325,7 @@ def summarize_runs(runs: List[RunRecord], backend: str, gpu_busy=None, busy_basi
         stats.summarize([r.tok_s for r in runs]),
         stats.summarize([r.prompt_tokens / r.prefill_s for r in runs]),
         split,
-        verdict(split, backend, gpu_busy, *([busy_basis] if busy_basis else [])),
+        verdict(split, backend, gpu_busy, busy_basis),
     )
 
 

@@ -88,9 +88,9 @@ TRIM = 0.2
 class BlockLoop(Protocol):
     """A decode loop that can be advanced block by block (see parity.py).
     Lanes (loops with a `lanes` attribute other than None) share one cache
-    and stream with the loops of the same `lanes`: a lane's block that
-    follows a block of that same cache runs no settle tokens (nothing
-    switched), so lanes can pair token-adjacent blocks."""
+    and stream with the loops of the same `lanes`: a lane's block after its
+    own block runs no settle tokens, after any other block
+    `PairedSettings.lane_settle`."""
 
     def restart(self, tokens: int) -> None:
         """Fresh cache, prefill and untimed warm-up; `tokens` more will follow."""
@@ -348,8 +348,7 @@ def run_rounds(loops: Dict[str, BlockLoop], comparisons: Sequence[Tuple[str, str
         order = palindrome(names, r)
         seconds = []
         for name in order:
-            lane = getattr(loops[name], "lanes", None) is not None and st.lane_settle is not None
-            settle = (0 if name == prev else st.lane_settle) if lane else st.settle
+            settle = (0 if name == prev else st.lane_settle) if name in st.lanes else st.settle
             seconds.append(loops[name].block(settle, st.block))
             prev = name
         rounds.append(PairedRound(round=r, segment=segment, t_s=t_round - t_start, order=order, seconds=seconds,

@@ -112,7 +112,7 @@ class BareLoop(StepLoop):
     """The same loop and step as StepLoop, the clock read twice per block."""
 
     def run(self, k: int):
-        self.y = bare_tokens(self.step, self.y, self.times.ids, self.n, self.n + k)
+        self.y = _bare(self.step, self.y, self.times, self.n, self.n + k)
         self.n += k
 
 
@@ -140,11 +140,8 @@ class Lanes:
         self.finishes += 1
 
 
-def _timed(step, y, times, lo, hi):
-    return dec.timed_tokens(step, y, times, lo, hi)
-
-
 def _bare(step, y, times, lo, hi):
+    """bare_tokens with timed_tokens' arguments: the ids go into times.ids."""
     return bare_tokens(step, y, times.ids, lo, hi)
 
 
@@ -224,7 +221,7 @@ def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int,
     """The loops by name; with `lanes`, mlxprof and bare as lanes of one cache."""
     if lanes and {"mlxprof", "bare"} <= set(names):
         shared = Lanes(loaded, prompt_ids, warmup, 2)
-        fns = {"mlxprof": _timed, "bare": _bare}
+        fns = {"mlxprof": dec.timed_tokens, "bare": _bare}
         return {name: LaneLoop(shared, fns[name]) if name in fns else GeneratorLoop(loaded, prompt_ids, warmup, name)
                 for name in names}
     kinds = {"mlxprof": StepLoop, "bare": BareLoop}

@@ -341,12 +341,18 @@ def test_step_runs_every_op_on_its_own_stream():
 
 # ---- the command, the bench, the report ------------------------------------------------------------
 
-def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
+def _parity_cli(tmp_path, *args):
+    """`mlxprof parity -m gemma3n-tiny` in 2-token blocks after a 4-token prompt, quiet, saved to
+    a JSON file: (its path, click's result), the exit checked."""
     out = tmp_path / "p.json"
-    res = CliRunner().invoke(main, ["parity", "-m", "gemma3n-tiny", "--budget", "4", "--warmup", "2",
-                                    "--tokens", "8", "--block", "2", "--prompt-tokens", "4", "-q",
-                                    "--json", str(out)])
+    res = CliRunner().invoke(main, ["parity", "-m", "gemma3n-tiny", *args, "--block", "2", "--prompt-tokens", "4",
+                                    "-q", "--json", str(out)])
     assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
+    out, res = _parity_cli(tmp_path, "--budget", "4", "--warmup", "2", "--tokens", "8")
     assert "mlxprof / mlx-vlm: ×" in res.output and "token ids" in res.output and "paired blocks" in res.output
     r = results.load(out, parity.ParityResult)
     assert r.kind == "parity" and r.comparison is None and r.paired is not None
@@ -372,10 +378,7 @@ def test_parity_command_end_to_end_and_json_round_trip(tmp_path):
 def test_a_one_round_result_saves_loads_and_renders(tmp_path):
     from mlxprof import report
 
-    out = tmp_path / "one.json"
-    res = CliRunner().invoke(main, ["parity", "-m", "gemma3n-tiny", "--rounds", "1", "--warmup", "1",
-                                    "--tokens", "8", "--block", "2", "--prompt-tokens", "4", "-q", "--json", str(out)])
-    assert res.exit_code == 0, res.output
+    out, res = _parity_cli(tmp_path, "--rounds", "1", "--warmup", "1", "--tokens", "8")
     assert "no CI" in res.output and "fewer than 6 pairs" in res.output
     r = results.load(out, parity.ParityResult)
     assert r.paired.comparisons[0].ci_low is None and len(r.paired.rounds) == 1
@@ -399,11 +402,7 @@ def test_published_interleaved_results_still_load_and_render(capsys):
 def test_paired_results_render_in_the_report(tmp_path):
     from mlxprof.report import markdown
 
-    out = tmp_path / "p.json"
-    res = CliRunner().invoke(main, ["parity", "-m", "gemma3n-tiny", "--rounds", "2", "--warmup", "1",
-                                    "--tokens", "12", "--block", "2", "--prompt-tokens", "4", "-q",
-                                    "--json", str(out)])
-    assert res.exit_code == 0, res.output
+    out, res = _parity_cli(tmp_path, "--rounds", "2", "--warmup", "1", "--tokens", "12")
     d = json.loads(out.read_text())
     assert d["paired"]["stop"] == "rounds"
     md = markdown.parity_section(d, {})

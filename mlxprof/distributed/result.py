@@ -97,7 +97,7 @@ class DistributedResult(Result):
 
 
 def summarize_rank(reply: RankReply) -> RankSummary:
-    busy = reply.gpu.busy_fraction if reply.gpu is not None and reply.gpu.records_in_windows else None
+    busy = reply.gpu.verdict_busy()[0] if reply.gpu is not None else None
     tok, pre, split, verdict = summarize_runs(reply.runs, reply.backend, busy)
     if reply.gpu is not None:
         from .. import stats

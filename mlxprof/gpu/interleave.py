@@ -56,7 +56,7 @@ def schedule(runs: int, kernel_runs: Optional[int] = None, busy: Optional[str] =
     graph/kernel  `runs` untraced and `runs` traced runs at that level in
                   alternating pairs (U T, T U, …: neither kind always goes
                   first); after graph-level ones, the kernel-traced runs"""
-    busy = busy or (BUSY_LEVEL if BUSY_LEVEL in (NVML, GRAPH) else KERNEL)
+    busy = busy or busy_level()
     order: List[str] = []
     if busy == NVML:
         left = TABLE_RUNS if kernel_runs is None else kernel_runs
@@ -72,6 +72,13 @@ def schedule(runs: int, kernel_runs: Optional[int] = None, busy: Optional[str] =
     return order + ([KERNEL] * kernel_runs if busy == GRAPH else [])
 
 
+def busy_level(nvml_readable: bool = True) -> str:
+    """The level BUSY_LEVEL asks for, "kernel" in place of "nvml" where NVML cannot be read."""
+    if BUSY_LEVEL == GRAPH or (BUSY_LEVEL == NVML and nvml_readable):
+        return BUSY_LEVEL
+    return KERNEL
+
+
 def open_plan(runs: int) -> Tuple[List[str], object, Optional[str]]:
     """A --gpu-timeline decode's run order, its NVML reading (None where NVML
     cannot be read, or BUSY_LEVEL asks for CUPTI) and why NVML is missing."""
@@ -80,8 +87,7 @@ def open_plan(runs: int) -> Tuple[List[str], object, Optional[str]]:
         from . import nvml
 
         reading, why = nvml.open_reading()
-    busy = NVML if reading is not None else (GRAPH if BUSY_LEVEL == GRAPH else KERNEL)
-    return schedule(runs, busy=busy), reading, why
+    return schedule(runs, busy=busy_level(reading is not None)), reading, why
 
 
 def segments(order: Sequence[str]) -> List[List[str]]:

@@ -165,12 +165,19 @@ def window_busy(samples: Sequence[Sample], lo_us: float, hi_us: float) -> Tuple[
     """(busy µs, covered µs) inside [lo_us, hi_us] from the samples whose whole
     period lies inside it. Periods straddling an edge are left out: part of
     them is prefill, warm-up or the next run, whose busy share differs."""
+    return _whole(periods(samples), lo_us, hi_us)[:2]
+
+
+def _whole(ps, lo_us: float, hi_us: float) -> Tuple[float, float, int]:
+    """window_busy over periods already paired, with the count of whole periods."""
     busy = covered = 0.0
-    for a, b, pct in periods(samples):
+    n = 0
+    for a, b, pct in ps:
         if a >= lo_us and b <= hi_us:
             busy += (b - a) * pct / 100.0
             covered += b - a
-    return busy, covered
+            n += 1
+    return busy, covered, n
 
 
 def busy_over(windows: Sequence[Tuple[float, float]], samples: Sequence[Sample], offset_us: float) -> NvmlBusy:
@@ -179,11 +186,9 @@ def busy_over(windows: Sequence[Tuple[float, float]], samples: Sequence[Sample],
     per, tot_b, tot_c, wall, n = [], 0.0, 0.0, 0.0, 0
     ps = periods(samples)
     for lo, hi in windows:
-        lo_us, hi_us = lo * 1e6 + offset_us, hi * 1e6 + offset_us
-        b, c = window_busy(samples, lo_us, hi_us)
-        n += sum(1 for a, e, _ in ps if a >= lo_us and e <= hi_us)
+        b, c, k = _whole(ps, lo * 1e6 + offset_us, hi * 1e6 + offset_us)
         per.append(b / c if c > 0 else None)
-        tot_b, tot_c, wall = tot_b + b, tot_c + c, wall + (hi - lo) * 1e6
+        tot_b, tot_c, wall, n = tot_b + b, tot_c + c, wall + (hi - lo) * 1e6, n + k
     lengths = sorted(e - a for a, e, _ in ps)
     period = lengths[len(lengths) // 2] / 1e3 if lengths else None
     notes = []
