@@ -40,12 +40,19 @@ class ColdStart(Record):
     priming_s: float  # the discarded priming run: prefill + `priming_tokens` decoded tokens
     priming_tokens: int = PRIME_TOKENS
     warm_s: float  # the same work in the measured runs: median prefill + tokens × median token
-    compile_s: float  # max(0, priming_s - warm_s): first-run compilation (estimate)
+    compile_s: float  # max(0, priming_s - warm_s) + precompile_s: first-run compilation (estimate)
     backend: str
     cache_dir: Optional[str] = None  # CUDA: MLX's compiled-kernel cache in use
     cache_modules_before: Optional[int] = None  # compiled kernel modules cached before priming
-    cache_modules_added: Optional[int] = None  # … written during priming (compiled there)
+    cache_modules_added: Optional[int] = None  # … written by the precompile and priming (compiled there)
     cache_modules_added_later: Optional[int] = None  # … written during the measured runs
+    # CUDA, where kernels were missing: compiled before the priming run, the quantized
+    # matmuls' in worker processes at once, the rest meanwhile here (precompile.py)
+    precompile_s: Optional[float] = None
+    precompile_workers: Optional[int] = None
+    precompile_modules: Optional[int] = None  # modules it added to the cache
+    precompile_failed: Optional[int] = None  # calls not done: the priming run compiled their kernels
+    precompile_slowest: Optional[str] = None  # the slowest quantized call's compile, in words
 
     @property
     def first_run(self) -> bool:
@@ -95,16 +102,21 @@ def ptx_cache_dir(env: Optional[Mapping[str, str]] = None) -> Optional[Path]:
 
 def cached_modules(path: Optional[Path]) -> Optional[int]:
     """Compiled kernel modules in MLX's cache: one `.ptx` file each (long module
-    names are split into subfolders, so the whole tree counts). 0 when the
-    folder does not exist yet; None when there is no cache to count."""
+    names are split into subfolders, so the whole tree counts; mlxprof's own
+    `.mlxprof*` folders do not). 0 when the folder does not exist yet; None
+    when there is no cache to count."""
     if path is None:
         return None
-    if not path.is_dir():
-        return 0
-    n = 0
-    for _, _, files in os.walk(path):
-        n += sum(1 for f in files if f.endswith(".ptx"))
-    return n
+    return sum(1 for f in cache_files(path) if f.suffix == ".ptx")
+
+
+def cache_files(path: Path) -> List[Path]:
+    """Every file of MLX's kernel cache at `path`, outside mlxprof's `.mlxprof*` folders."""
+    out = []
+    for top, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not (top == str(path) and d.startswith(".mlxprof"))]
+        out += [Path(top) / f for f in files]
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -127,6 +139,7 @@ class Priming:
         self.before = cached_modules(self.cache)
         self.after: Optional[int] = None
         self.priming_s = float("nan")
+        self.pre = None  # precompile.Outcome, when workers ran
 
     @property
     def expect_compile(self) -> bool:
@@ -140,8 +153,13 @@ class Priming:
 
             run_once = dec.run_once
         p = self.progress
+        from . import precompile
+
+        self.pre = precompile.prepare(model, self.backend, [len(ids), 1], progress=p, cache=self.cache,
+                                      passes=[lambda: run_once(model, ids, 0, PRIME_TOKENS, prefill=prefill)])
+        mid = cached_modules(self.cache)
         if p is not None:
-            if self.expect_compile:
+            if self.expect_compile and not self.pre:
                 p.note(f"mlxprof: {COMPILE_MESSAGE} (MLX caches them in {self.cache}); "
                        "kept out of every figure")
                 p.describe(COMPILE_MESSAGE)
@@ -153,8 +171,8 @@ class Priming:
         run_once(model, ids, 0, PRIME_TOKENS, prefill=prefill)
         self.priming_s = time.perf_counter() - t
         self.after = cached_modules(self.cache)
-        if p is not None and self.added:
-            p.note(f"mlxprof: compiled {self.added} GPU kernel modules in the priming run "
+        if p is not None and self.after and self.after > (mid or 0):
+            p.note(f"mlxprof: compiled {self.after - (mid or 0)} GPU kernel modules in the priming run "
                    f"({self.priming_s:.1f} s)")
 
     @property
@@ -170,13 +188,17 @@ class Priming:
         tok_s = statistics.median(toks) / 1e3 if toks else 0.0
         warm = pre + PRIME_TOKENS * tok_s
         later = cached_modules(self.cache)
+        pc = self.pre
         return ColdStart(
             open_s=open_s, priming_s=self.priming_s, warm_s=warm,
-            compile_s=max(0.0, self.priming_s - warm), backend=self.backend,
+            compile_s=max(0.0, self.priming_s - warm) + (pc.seconds if pc else 0.0), backend=self.backend,
             cache_dir=str(self.cache) if self.cache is not None else None,
             cache_modules_before=self.before, cache_modules_added=self.added,
             cache_modules_added_later=(max(0, later - self.after)
                                        if later is not None and self.after is not None else None),
+            precompile_s=pc.seconds if pc else None, precompile_workers=pc.workers if pc else None,
+            precompile_modules=pc.modules if pc else None, precompile_failed=pc.failed if pc else None,
+            precompile_slowest=pc.slowest or None if pc else None,
         )
 
 
@@ -189,10 +211,17 @@ def describe(c: ColdStart) -> str:
     parts = []
     if c.open_s is not None:
         parts.append(f"model opened in {c.open_s:.1f} s")
+    if c.precompile_s is not None:
+        failed = f" ({c.precompile_failed} calls failed; the priming run compiled their kernels)" \
+            if c.precompile_failed else ""
+        parts.append(f"{c.precompile_modules or 0} kernel modules compiled before the priming run in "
+                     f"{c.precompile_s:.1f} s, the quantized matmuls' in {c.precompile_workers} worker "
+                     f"processes at once{failed}"
+                     + (f" (slowest: {c.precompile_slowest})" if c.precompile_slowest else ""))
     prime = f"priming run {c.priming_s:.2f} s vs {c.warm_s:.2f} s warm"
     if c.compile_s >= COMPILE_NOISE_S or c.cache_modules_added:
         what = "compiling GPU kernels" if c.backend == "cuda" else "first-run compilation"
-        prime += f" → ~{c.compile_s:.1f} s {what}"
+        prime += f" → ~{c.compile_s:.1f} s {what}" + (" in all" if c.precompile_s is not None else "")
         if c.first_run:
             prime += " (first run on this machine)"
     parts.append(prime)

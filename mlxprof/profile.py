@@ -186,6 +186,7 @@ def vlm(model: str, image: str, weights: str = "auto", dtype: Optional[str] = No
         def tick_tok(name, run, n):
             bar.advance(f"{name} prompt, run {run + 1}/{settings.runs}")
 
+        v.compile_kernels(vision, s.backend, bar)
         bd = v.breakdown(vision, settings.ttft_runs, settings.ttft_warmup, on_run=tick_ttft)
         text, img = v.compare_prompts(vision, settings.runs, settings.warmup, settings.tokens,
                                       on_token=tick_tok)

@@ -189,6 +189,20 @@ class Vision:
 # --------------------------------------------------------------- measuring
 
 
+def compile_kernels(vision: Vision, backend: str, progress=None, ms=(), passes=()):
+    """CUDA, on a machine missing some of them: the image and text prompts'
+    kernels (and those of `passes` at token counts `ms`) compiled before the
+    first run, several at once (precompile.py)."""
+    from . import precompile
+
+    stream = mx.new_stream(mx.default_device())
+    return precompile.prepare(
+        vision.loaded, backend, [len(vision.ids), len(vision.text_ids), 1, *ms], progress=progress,
+        passes=[lambda: vision.fused(stream),
+                lambda: dec.run_once(vision.loaded, vision.text_ids, 0, 2, stream=stream,
+                                     prefill=vision.text_prefill), *passes])
+
+
 def stage_stats(samples: List[float], ttft_median: float) -> StageStats:
     m = statistics.median(samples)
     return StageStats(

@@ -119,6 +119,13 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
     lib = dict(weights=weights, dtype=dtype)
     who = dict(model=model, weights=None if weights == "auto" else weights, dtype=dtype)
 
+    if chip.backend == "cuda" and "decode" in st.wanted:
+        vlm_image = _vlm_image(st.path("vlm"), image) if "vlm" in st.wanted and target.library == "mlx-vlm" \
+            else None
+        try:
+            _compile_kernels(model, lib, c, vlm_image, progress, log)
+        except Exception as e:  # only a head start: each step still compiles what it needs
+            log(f"[report] compiling GPU kernels ahead failed ({type(e).__name__}: {e}); each step compiles its own")
     st.run("decode", lambda p: profile.decode(
         model, **lib, **counts, progress=progress, gpu_timeline=gpu_timeline,
         command=mlxprof_command("decode", **who, **counts, gpu_timeline=gpu_timeline, json=p)))
@@ -189,12 +196,47 @@ def _sweep_step(model, lib, who, path, c, quick, progress):
                      command=mlxprof_command("sweep", **who, knob=f"{OPS_KNOB}={values}", **opts, json=path))
 
 
+def _compile_kernels(model, lib, c, vlm_image, progress, log):
+    """CUDA, on a machine missing some of them: the kernels of the decode (and
+    of the vlm step's image prompt) compiled before the first step, several at
+    once (precompile.py), instead of one after another inside each step. It
+    opens the model once more; when everything is cached it does nothing else."""
+    from .. import decode as dec
+    from .. import precompile
+    from ..progress import Progress
+    from ..session import open_session
+
+    s = open_session(model, **lib)
+    text = s.prompt(s.plan(prompt_tokens=c["prompt_tokens"]).prompt_tokens)
+    ms, passes = [len(text), 1], [lambda: dec.run_once(s.model, text, 0, 2)]
+    if not precompile.needed(s.model, s.backend, ms):
+        return
+    log("[report] kernels … (compiling GPU kernels: first run on this machine)")
+    t = time.perf_counter()
+    with Progress(progress, None, "compiling GPU kernels") as bar:
+        if vlm_image is None:
+            precompile.prepare(s.model, s.backend, ms, passes, bar)
+        else:
+            from ..vlm import Vision, compile_kernels
+
+            compile_kernels(Vision(s.model, vlm_image, None, text), s.backend, bar, ms, passes)
+    log(f"[report] kernels: {time.perf_counter() - t:.1f} s")
+
+
+def _vlm_image(path, image):
+    """The vlm step's image: `image`, else a generated test card beside its result
+    (no downloads, the same every time)."""
+    if image is None:
+        image = str(Path(path).with_suffix("").with_suffix(".image.png"))
+        if not Path(image).exists():
+            _test_card(image)
+    return image
+
+
 def _vlm_step(model, lib, who, path, c, docs, image=None, quick=False):
     from .. import profile
 
-    if image is None:  # a generated test card: no downloads, same every time
-        image = str(Path(path).with_suffix("").with_suffix(".image.png"))
-        _test_card(image)
+    image = _vlm_image(path, image)
     tiny = docs.get("decode", {}).get("model", {}).get("alias", "").startswith("gemma3n-tiny")
     opts = dict(image_size=64 if quick and tiny else None)
     if quick:
