@@ -95,6 +95,8 @@ def main():
         print(f"time to profile, {name}: {wall:.1f} s wall (target ≤ {target:.0f} s: "
               f"{'met' if wall <= target else 'NOT met'}); kernel modules cached after it: {modules}")
         print(f"  steps: {'; '.join(steps) or 'none reported'}")
+        in_steps = sum(float(x.rsplit(": ", 1)[1][:-2]) for x in steps)
+        print(f"  outside the steps (start-up, imports, opening the model, the document): {wall - in_steps:.1f} s")
         print(f"  decode's cold start: {cold_line(doc.with_suffix('.decode.json'))}")
         print(f"  document: {doc}")
 

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 ENV = "MLXPROF_PRECOMPILE"
 MARKERS = ".mlxprof-precompiled"  # in the cache folder; MLX looks files up by module name only
 SCRATCH = ".mlxprof-precompiling-"  # the workers' folder, in the cache folder while they run
-MAX_WORKERS = 16  # with one core left to this process: every kernel class of a report in the first wave
+# NVRTC compiles contend for the host: on a 16-vCPU H200 host the slowest CUTLASS
+# module took 42 s alone, 49 s beside 7 other workers and 69 s beside 14
+MAX_WORKERS = 8
 TIMEOUT_S = 900.0  # workers past this are stopped; the priming run compiles what they left
 
 
@@ -90,20 +91,32 @@ def calls_of(module, dtype: str, ms: Sequence[int]) -> List[Call]:
     return order(found)
 
 
-def order(calls) -> List[Call]:
-    """First one call of each rough kernel class, then the rest: the classes'
-    (likely different) modules start compiling at once, and the rest mostly find
-    theirs compiled. The class is a guess from MLX's dispatch (tiles by token
-    count, alignment, width; mlx/backend/cuda/quantized/quantized.cpp); a wrong
-    guess only costs time, never a kernel."""
-    def cls(c):
-        return (c.kind, c.bits, c.group_size, c.mode, c.dtype, c.m, c.n % 128 == 0, c.n > 16384,
-                c.k > c.group_size)
+def kernel_guess(c: Call) -> tuple:
+    """Which kernel module a call likely compiles, after MLX's CUDA dispatch
+    (mlx/backend/cuda/quantized/quantized.cpp, qmm/qmm.cu, MLX 0.32): one token
+    at width ≤ 16384 takes the precompiled qmv; K ≤ group size takes the sm90
+    CUTLASS kernel, one module per width tile; aligned widths the sm80 one and
+    the rest the naive one, per token-count tile. Only for scheduling: a wrong
+    guess costs time, never a kernel."""
+    base = (c.kind, c.dtype, c.bits, c.group_size, c.mode)
+    if c.kind == "embed":
+        return base
+    if c.m == 1 and c.n <= 16384:
+        return base + ("qmv",)
+    if c.k <= c.group_size:
+        return base + ("sm90", min(256, max(16, 1 << (max(c.n, 1) - 1).bit_length())))
+    return base + ("sm80" if c.n % 128 == 0 and c.k % max(64, c.group_size) == 0 else "naive", c.m)
 
+
+def order(calls) -> List[Call]:
+    """One call per guessed kernel module first (the largest token counts and
+    weights first), then the rest: the distinct modules start compiling at once,
+    and the rest find theirs compiled (`Pool` never runs two calls of one guess
+    at the same time)."""
     seen, first, rest = set(), [], []
     for c in sorted(set(calls), key=lambda c: (-c.m, -c.n * c.k, c.n, c.k, c.kind)):
-        (rest if cls(c) in seen else first).append(c)
-        seen.add(cls(c))
+        (rest if kernel_guess(c) in seen else first).append(c)
+        seen.add(kernel_guess(c))
     return first + rest
 
 
@@ -204,7 +217,6 @@ class Pool:
         self.procs: List[subprocess.Popen] = []
         self.threads: List[threading.Thread] = []
         self.scratch: Optional[Path] = None
-        self.lock = threading.Lock()
 
     def start(self):
         from .child import child_env
@@ -212,9 +224,8 @@ class Pool:
 
         self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=self.cache))  # same file system: links, renames
         seed(self.cache, self.scratch)
-        self.queue: "queue.Queue[Call]" = queue.Queue()
-        for c in self.calls:
-            self.queue.put(c)
+        self.todo, self.busy = list(self.calls), set()  # calls not started; guesses compiling now
+        self.turn = threading.Condition()
         env = child_env({PTX_ENV: str(self.scratch)})
         for _ in range(self.workers):
             self.procs.append(subprocess.Popen(
@@ -223,20 +234,37 @@ class Pool:
             self.threads.append(threading.Thread(target=self._feed, args=(self.procs[-1],), daemon=True))
             self.threads[-1].start()
 
+    def _next(self) -> Optional[Call]:
+        """The first call not started whose guessed module nobody is compiling
+        (waiting while every remaining one's is being compiled); None when none is left."""
+        with self.turn:
+            while self.todo:
+                c = next((c for c in self.todo if kernel_guess(c) not in self.busy), None)
+                if c is not None:
+                    self.todo.remove(c)
+                    self.busy.add(kernel_guess(c))
+                    return c
+                self.turn.wait()
+            return None
+
     def _feed(self, proc):
         try:
             while True:
-                try:
-                    c = self.queue.get_nowait()
-                except queue.Empty:
+                c = self._next()
+                if c is None:
                     break
-                proc.stdin.write(json.dumps(list(c)) + "\n")
-                proc.stdin.flush()
-                reply = proc.stdout.readline()
+                try:
+                    proc.stdin.write(json.dumps(list(c)) + "\n")
+                    proc.stdin.flush()
+                    reply = proc.stdout.readline()
+                finally:
+                    with self.turn:
+                        self.busy.discard(kernel_guess(c))
+                        self.turn.notify_all()
                 if not reply:  # the worker died
                     break
                 if reply.startswith("ok"):
-                    with self.lock:
+                    with self.turn:
                         self.ok.append(c)
                         self.seconds[c] = float(reply.split()[1])
             proc.stdin.close()

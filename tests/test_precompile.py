@@ -4,6 +4,7 @@ matmul, and the priming run that uses it all. MLX's CPU backend compiles no
 kernels, so the workers run the calls for real and the cache holds markers only;
 the `.ptx` handling is exercised on files."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,42 @@ def test_order_puts_one_call_of_each_kernel_class_first():
     assert sorted(q) == sorted(same + other)
     first = q[:3]
     assert sum(c in same for c in first) == 1 and all(c in first for c in other)
+
+
+def test_kernel_guess_follows_mlx_cuda_dispatch():
+    g = precompile.kernel_guess
+    call = lambda n, k, m, gs=64: Call("matmul", 4, gs, "affine", "bfloat16", n, k, m)  # noqa: E731
+    assert g(call(2048, 2048, 1))[-1] == "qmv" and g(call(262400, 2048, 1))[-2:] == ("sm80", 1)
+    assert g(call(2048, 64, 16)) == g(call(2048, 64, 274)) == g(call(8192, 64, 16))  # sm90: one module per width tile
+    assert g(call(2048, 64, 16))[-2:] == ("sm90", 256) and g(call(4, 64, 16))[-1] == 16
+    assert g(call(2048, 2048, 16)) == g(call(8192, 2048, 16)) != g(call(2048, 2048, 274))
+    assert g(call(4, 2048, 16))[-2] == "naive"
+
+
+def test_the_pool_never_compiles_one_guessed_module_twice_at_once(tmp_path, monkeypatch):
+    cache = tmp_path / "ptx"
+    cache.mkdir()
+    log = tmp_path / "log"
+    script = ("import sys, time; f = open(sys.argv[1], 'a')\n"
+              "for line in sys.stdin:\n"
+              "    f.write(f'{time.monotonic()} start {line.strip()}\\n'); f.flush(); time.sleep(0.3)\n"
+              "    f.write(f'{time.monotonic()} end {line.strip()}\\n'); f.flush(); print('ok 0.3', flush=True)\n")
+    monkeypatch.setattr(precompile.Pool, "command", [sys.executable, "-c", script, str(log)])
+    calls = [Call("matmul", 4, 64, "affine", "bfloat16", n, 2048, 16) for n in (2048, 4096, 8192)] + \
+        [Call("matmul", 4, 64, "affine", "bfloat16", 2048, 64, 16)]
+    out = precompile.precompile(cache, calls, "v1", workers=4)
+    assert out.failed == 0
+    spans = {}
+    for line in log.read_text().splitlines():
+        t, what, call = line.split(" ", 2)
+        spans.setdefault(call, {})[what] = float(t)
+    by_guess = {}
+    for c in calls:
+        by_guess.setdefault(precompile.kernel_guess(c), []).append(spans[json.dumps(list(c))])
+    sm80 = sorted(by_guess[precompile.kernel_guess(calls[0])], key=lambda s: s["start"])
+    assert len(sm80) == 3 and all(a["end"] <= b["start"] for a, b in zip(sm80, sm80[1:]))
+    sm90 = by_guess[precompile.kernel_guess(calls[3])][0]
+    assert sm90["start"] < sm80[0]["end"]  # another guess runs beside them
 
 
 def test_precompile_marks_each_finished_call_and_skips_them_next_time(tmp_path):
