@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/paired_options.py
 
-from mlxprof import paired, parity  # noqa: E402
+from mlxprof import paired, parity, parity_loops  # noqa: E402
 from paired_options import add_paired_options  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
 
@@ -94,7 +94,7 @@ def main(argv=None):
     run, runs = parity.run_paired_loops(session.model, ids, st, pst, loops,
                                         on_round=None if a.quiet else lambda r, c: print(round_line(r, c),
                                                                                           flush=True),
-                                        lanes=not a.separate_caches)
+                                        lanes=not a.separate_caches, backend=session.backend)
     print()
     for name in loops:
         print(parity.median_line(name, run.tok_s(name)))
@@ -103,7 +103,7 @@ def main(argv=None):
         target = f"   resolved vs ×{c.target:.2f}: {'yes' if c.resolved else 'NO'}" if c.target else ""
         print(c.sentence() + target)
     print(paired.stop_sentence(run))
-    cost = parity.bookkeeping_s()
+    cost = parity_loops.bookkeeping_s()
     token = 1 / statistics.median(run.tok_s("bare"))
     print(f"timing bookkeeping in isolation: {cost * 1e6:.2f} µs/token = {cost / token:.3%} of the "
           f"bare loop's median {token * 1e3:.2f} ms token (ratio floor ×{token / (token + cost):.4f})")

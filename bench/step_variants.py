@@ -48,24 +48,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/paired_options
 import mlx.core as mx  # noqa: E402
 
 from mlxprof import decode as dec  # noqa: E402
-from mlxprof import paired, parity  # noqa: E402
+from mlxprof import paired, parity, parity_loops  # noqa: E402
 from paired_options import add_paired_options  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
 
 
-class OutsideStream(parity.StepLoop):
+class OutsideStream(parity_loops.StepLoop):
     def make_step(self, cache):
         step = dec.make_step(self.loaded, cache, self.stream)
         return lambda y: step(y[:, None] if y.ndim == 1 else y)  # the slice on the default stream
 
 
-class StreamPerSegment(parity.StepLoop):
+class StreamPerSegment(parity_loops.StepLoop):
     def restart(self, tokens):
         self.stream = mx.new_stream(mx.default_device())
         super().restart(tokens)
 
 
-class LibraryStream(parity.StepLoop):
+class LibraryStream(parity_loops.StepLoop):
     def __init__(self, *args):
         super().__init__(*args)
         if self.loaded.library == "mlx-lm":
@@ -75,7 +75,7 @@ class LibraryStream(parity.StepLoop):
         self.stream = generation_stream
 
 
-class AllAxesLogsumexp(parity.StepLoop):
+class AllAxesLogsumexp(parity_loops.StepLoop):
     def make_step(self, cache):
         model, stream = self.loaded, self.stream
 
@@ -90,7 +90,7 @@ class AllAxesLogsumexp(parity.StepLoop):
         return step
 
 
-class ClearCache256(parity.StepLoop):
+class ClearCache256(parity_loops.StepLoop):
     def run(self, k):
         lo, hi = self.n, self.n + k
         for n in range(lo, hi):  # deliver token n, then clear after every 256th, as generate_step
@@ -100,7 +100,7 @@ class ClearCache256(parity.StepLoop):
         self.n = hi
 
 
-class DirectCall(parity.StepLoop):
+class DirectCall(parity_loops.StepLoop):
     def make_step(self, cache):
         m, stream = self.loaded.model, self.stream
         lm = getattr(m, "language_model", None)
@@ -119,11 +119,11 @@ class DirectCall(parity.StepLoop):
 
 VARIANTS = {"y-outside-stream": OutsideStream, "stream-per-segment": StreamPerSegment,
             "library-stream": LibraryStream, "lse-all-axes": AllAxesLogsumexp, "clear-cache-256": ClearCache256,
-            "direct-call": DirectCall, "bare": parity.BareLoop}
+            "direct-call": DirectCall, "bare": parity_loops.BareLoop}
 
 
 def build(loaded, ids, warmup, names):
-    loops = parity.make_loops(loaded, ("mlxprof", loaded.library), ids, warmup)
+    loops = parity_loops.make_loops(loaded, ("mlxprof", loaded.library), ids, warmup)
     loops.update({name: VARIANTS[name](loaded, ids, warmup) for name in names})
     return loops
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlxprof import decode as dec
-from mlxprof import paired, parity, results
+from mlxprof import paired, parity, parity_loops, results
 from mlxprof.cli import main
 from mlxprof.session import open_session
 
@@ -243,7 +243,7 @@ def tiny_llama(tmp_path_factory):
 
 
 def _segments(loaded, names, ids, warmup=2, blocks=3, tokens=3):
-    loops = parity.make_loops(loaded, names, ids, warmup)
+    loops = parity_loops.make_loops(loaded, names, ids, warmup)
     for loop in loops.values():
         loop.restart(blocks * (2 + tokens))
         spans = [loop.block(2, tokens) for _ in range(blocks)]
@@ -269,7 +269,7 @@ def test_every_loop_generates_the_same_greedy_ids(which, request):
 
 def test_lanes_take_turns_on_one_greedy_decode(tiny_llama):
     ids = dec.default_prompt(16, tiny_llama.vocab_size)
-    loops = parity.make_loops(tiny_llama, ("mlxprof", "bare", "mlx-lm"), ids, 2, lanes=True)
+    loops = parity_loops.make_loops(tiny_llama, ("mlxprof", "bare", "mlx-lm"), ids, 2, lanes=True)
     assert loops["mlxprof"].lanes is loops["bare"].lanes and getattr(loops["mlx-lm"], "lanes", None) is None
     for loop in loops.values():
         loop.restart(12)
@@ -411,7 +411,7 @@ def test_paired_results_render_in_the_report(tmp_path):
 
 
 def test_bookkeeping_cost_is_measured():
-    c = parity.bookkeeping_s(20_000)
+    c = parity_loops.bookkeeping_s(20_000)
     assert 0 < c < 1e-4  # four clock reads and five stores: well under 100 µs
 
 
@@ -481,3 +481,21 @@ def test_partial_results_are_saved_between_segments(tmp_path, monkeypatch):
     assert all(x.paired.stop == "partial" and "partial" in " ".join(x.notes) for x in saved)
     assert [len(x.runs) for x in saved] == [2, 4] and all(x.tokens.match for x in saved)
     assert r.paired.stop == "rounds" and len(r.paired.rounds) == 3 and len(r.runs) == 6
+
+
+def test_parity_primes_before_its_time_budget_starts(monkeypatch):
+    """A cold machine compiles its kernels in a discarded priming run, not inside the budget."""
+    from mlxprof import coldstart, parity
+
+    primed = []
+    real = coldstart.Priming.run
+
+    def slow_priming(self, model, ids, *a, **kw):
+        primed.append(len(ids))
+        time.sleep(1.5)  # as if compiling kernels
+        return real(self, model, ids, *a, **kw)
+
+    monkeypatch.setattr(coldstart.Priming, "run", slow_priming)
+    res = parity.parity("gemma3n-tiny", rounds=2, warmup=1, tokens=12, block=2, prompt_tokens=4, budget=60)
+    assert primed == [4]
+    assert res.paired.rounds and res.paired.rounds[0].t_s < 1.5  # the clock started after the priming run
