@@ -50,6 +50,7 @@ import mlx.core as mx  # noqa: E402
 from mlxprof import decode as dec  # noqa: E402
 from mlxprof import paired, parity, parity_loops  # noqa: E402
 from paired_options import add_paired_options  # noqa: E402
+from mlxprof.coldstart import Priming  # noqa: E402
 from mlxprof.errors import InputError  # noqa: E402
 
 
@@ -143,6 +144,7 @@ def main(argv=None):
     except InputError as e:
         print(f"bench/step_variants.py: error: {e}", file=sys.stderr)
         return 2
+    Priming(session.backend).run(session.model, ids)  # a cold machine compiles here, not in the budget
     loops = build(session.model, ids, st.warmup, names)
     print(parity.setup_lines(session, st, pst, list(loops)))
     comparisons = [(name, "mlxprof", None) for name in loops if name != "mlxprof"]

@@ -137,6 +137,9 @@ class GeneratorLoop:
         self.gen = None
 
     def _generator(self, max_tokens: int):
+        from .models import lean
+
+        lean.ready(self.library.replace("-", "_"))
         if self.library == "mlx-lm":
             from mlx_lm.generate import generate_step
 

@@ -4,7 +4,7 @@ On a fresh machine MLX compiles each CUDA kernel module with NVRTC the first
 time a process needs it, one after another (coldstart.py): a Gemma 3n decode
 spends ~2 minutes there. Most of it goes to the quantized matmuls' modules,
 CUTLASS templates (mlx/backend/cuda/quantized/qmm/: one module per dtype ×
-tile × bits × group size, 15-45 s each on an H200). Which of them a model
+tile × bits × group size, 14-42 s each on an H200). Which of them a model
 needs depends only on its quantized layers' signatures and the token counts
 it runs them at, not on the model's code. So, where some are not cached yet:
 
@@ -12,12 +12,22 @@ it runs them at, not on the model's code. So, where some are not cached yet:
   M) on zeros, several at once, taking calls from one queue and compiling into
   one scratch folder (a worker reads what another finished);
 - meanwhile this process runs the priming passes with `mx.quantized_matmul`
-  standing in as zeros of the right shape, compiling everything else the
-  model needs (gathers, fused elementwise kernels, attention) in parallel;
+  standing in as a dense array of the right shape that depends on its input
+  (`stand_ins`), compiling everything else the model needs (gathers, fused
+  elementwise kernels, attention) in parallel;
 - when every worker has exited cleanly the scratch modules are copied into
   MLX's cache under temporary names and renamed (`.ptx`, what MLX looks for,
   last), so no process reading the cache meets half a module; the real priming
   run then finds everything compiled.
+
+The first pass then runs once more with the real matmuls, counted: fewer
+calls than the stand-ins took means some ran inside `mx.compile`d code, whose
+cached graph kept the stand-in; the command then stops with one line rather
+than measure it (a rerun finds the kernels compiled and stands nothing in).
+The workers live in kernel_workers.py.
+
+Mixture-of-experts layers' gathered matmuls (`mx.gather_qmm`) are not run by
+workers: they compile in the pass, one after another, as before.
 
 Only a speed-up: a failed call, pass or worker leaves its modules to the
 priming run (a worker that did not exit cleanly discards the whole scratch).
@@ -30,19 +40,16 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
-ENV = "MLXPROF_PRECOMPILE"
+PRECOMPILE_ENV = "MLXPROF_PRECOMPILE"
 MARKERS = ".mlxprof-precompiled"  # in the cache folder; MLX looks files up by module name only
 SCRATCH = ".mlxprof-precompiling-"  # the workers' folder, in the cache folder while they run
 # NVRTC compiles contend for the host: on a 16-vCPU H200 host the slowest CUTLASS
-# module took 42 s alone, 49 s beside 7 other workers and 69 s beside 14
+# module took 42 s alone, 46-49 s beside 7 other workers and 69 s beside 14
+# (docs/benchmark_results/measurement-cost-nvidia-h200.md, third session)
 MAX_WORKERS = 8
 TIMEOUT_S = 900.0  # workers past this are stopped; the priming run compiles what they left
 
@@ -68,12 +75,13 @@ class Outcome(NamedTuple):
     workers: int
     calls: int
     modules: int  # kernel modules it added to the cache
-    failed: int  # calls not done (their modules compile in the priming run)
+    failed: int  # calls not kept: failed, or discarded with an unclean worker (the priming run compiles them)
     slowest: str = ""  # the call that took longest in a worker, and how long
+    error: str = ""  # the first call's error a worker reported, if any
 
 
 def enabled(env=None) -> bool:
-    return (os.environ if env is None else env).get(ENV, "1").lower() not in ("0", "false", "no", "off")
+    return (os.environ if env is None else env).get(PRECOMPILE_ENV, "1").lower() not in ("0", "false", "no", "off")
 
 
 def calls_of(module, dtype: str, ms: Sequence[int]) -> List[Call]:
@@ -93,19 +101,26 @@ def calls_of(module, dtype: str, ms: Sequence[int]) -> List[Call]:
 
 def kernel_guess(c: Call) -> tuple:
     """Which kernel module a call likely compiles, after MLX's CUDA dispatch
-    (mlx/backend/cuda/quantized/quantized.cpp, qmm/qmm.cu, MLX 0.32): one token
-    at width ≤ 16384 takes the precompiled qmv; K ≤ group size takes the sm90
-    CUTLASS kernel, one module per width tile; aligned widths the sm80 one and
-    the rest the naive one, per token-count tile. Only for scheduling: a wrong
-    guess costs time, never a kernel."""
+    (mlx/backend/cuda/quantized/quantized.cpp and qmm/*.cu, MLX 0.32): where K ≤
+    group size (the sm90 CUTLASS kernel on Hopper) one token at width ≤ 16384
+    takes the precompiled qmv and the rest sm90, one module per width tile;
+    elsewhere fewer than 8 tokens take qmv, aligned widths the sm80 kernel and
+    the rest the naive one, one module per token tile (16, 32 or 64). Only for
+    scheduling: a wrong guess costs time, never a kernel."""
     base = (c.kind, c.dtype, c.bits, c.group_size, c.mode)
     if c.kind == "embed":
         return base
-    if c.m == 1 and c.n <= 16384:
-        return base + ("qmv",)
     if c.k <= c.group_size:
-        return base + ("sm90", min(256, max(16, 1 << (max(c.n, 1) - 1).bit_length())))
-    return base + ("sm80" if c.n % 128 == 0 and c.k % max(64, c.group_size) == 0 else "naive", c.m)
+        if c.m == 1 and c.n <= 16384:
+            return base + ("qmv",)
+        return base + ("sm90", _tile(c.n, 16, 256))
+    if c.m < 8:
+        return base + ("qmv",)
+    return base + ("sm80" if c.n % 128 == 0 and c.k % max(64, c.group_size) == 0 else "naive", _tile(c.m, 16, 64))
+
+
+def _tile(x: int, lo: int, hi: int) -> int:
+    return min(hi, max(lo, 1 << (max(x, 1) - 1).bit_length()))
 
 
 def order(calls) -> List[Call]:
@@ -125,19 +140,32 @@ def _key(call: Call, version: str) -> str:
 
 
 def pending(cache: Path, calls: Sequence[Call], version: str) -> List[Call]:
-    """The calls not precompiled into `cache` yet."""
+    """The calls not precompiled into `cache` yet (all of them when the cache
+    holds no module: its markers outlived the modules they stood for)."""
+    from .coldstart import cached_modules
+
+    if not cached_modules(cache):
+        return list(calls)
     return [c for c in calls if not (cache / MARKERS / _key(c, version)).exists()]
+
+
+def _todo(loaded, backend: str, ms: Sequence[int], cache: Optional[Path]):
+    """(cache, version, calls) when `prepare` has something to compile, else None."""
+    from .coldstart import mlx_version, ptx_cache_dir
+
+    if backend != "cuda" or not enabled() or getattr(loaded, "model", None) is None:
+        return None
+    cache = cache or ptx_cache_dir()
+    if cache is None:
+        return None
+    version, calls = mlx_version() or "", calls_of(loaded.model, loaded.dtype, ms)
+    return (cache, version, calls) if pending(cache, calls, version) else None
 
 
 def needed(loaded, backend: str, ms: Sequence[int], cache: Optional[Path] = None) -> bool:
     """`prepare` would compile something: CUDA, on, and some of `loaded`'s calls
     at `ms` not in `cache` (default: MLX's kernel cache for this process)."""
-    from .coldstart import mlx_version, ptx_cache_dir
-
-    if backend != "cuda" or not enabled() or getattr(loaded, "model", None) is None:
-        return False
-    cache = cache or ptx_cache_dir()
-    return cache is not None and bool(pending(cache, calls_of(loaded.model, loaded.dtype, ms), mlx_version() or ""))
+    return _todo(loaded, backend, ms, cache) is not None
 
 
 def prepare(loaded, backend: str, ms: Sequence[int], passes: Sequence[Callable[[], object]] = (),
@@ -145,22 +173,29 @@ def prepare(loaded, backend: str, ms: Sequence[int], passes: Sequence[Callable[[
     """On CUDA, precompile what `loaded` (a models.Loaded) needs at token counts
     `ms` where any of it is not in `cache` yet (default: MLX's kernel cache for
     this process), running `passes` (its priming work) with the quantized
-    matmuls stood in meanwhile; progress shown on `progress`."""
-    from .coldstart import COMPILE_MESSAGE, mlx_version, ptx_cache_dir
+    matmuls stood in meanwhile; progress shown on `progress`. Never raises for
+    its own sake (it is only a head start): a file-system error is a note."""
+    from .coldstart import COMPILE_MESSAGE, cached_modules
 
-    cache = cache or ptx_cache_dir()
-    if not needed(loaded, backend, ms, cache):
+    todo = _todo(loaded, backend, ms, cache)
+    if todo is None:
         return None
-    version = mlx_version() or ""
-    calls = calls_of(loaded.model, loaded.dtype, ms)
+    cache, version, calls = todo
+    what = COMPILE_MESSAGE if not cached_modules(cache) else "compiling GPU kernels not cached yet"
+    say = (lambda m: progress.note(f"mlxprof: {m}")) if progress is not None else (lambda m: None)
     if progress is not None:
-        progress.describe(f"{COMPILE_MESSAGE} (several processes at once)")
-    out = precompile(cache, calls, version, passes,
-                     on_error=(lambda m: progress.note(f"mlxprof: precompile: {m}")) if progress else None)
-    if progress is not None and out is not None:
-        progress.note(f"mlxprof: {COMPILE_MESSAGE}: {out.modules} kernel modules in {out.seconds:.1f} s, "
-                      f"the quantized matmuls' in {out.workers} worker processes at once (slowest: "
-                      f"{out.slowest or 'none done'}; MLX caches them in {cache}); kept out of every figure")
+        progress.describe(f"{what} (several processes at once)")
+    try:
+        out = precompile(cache, calls, version, passes, on_error=say)
+    except OSError as e:  # a read-only or full cache folder: the priming run compiles as MLX would
+        say(f"compiling kernels ahead skipped ({e}); the priming run compiles them one after another")
+        return None
+    if out is not None:
+        not_kept = f"; {out.failed} of {out.calls} calls not kept ({out.error or 'a worker did not exit cleanly'})" \
+            if out.failed else ""
+        say(f"{what}: {out.modules} kernel modules in {out.seconds:.1f} s, the quantized matmuls' in "
+            f"{out.workers} worker processes at once (slowest: {out.slowest or 'none done'}{not_kept}; "
+            f"MLX caches them in {cache}); kept out of every figure")
     return out
 
 
@@ -168,35 +203,47 @@ def precompile(cache: Path, calls: Sequence[Call], version: str,
                passes: Sequence[Callable[[], object]] = (), workers: Optional[int] = None,
                on_error: Optional[Callable[[str], None]] = None) -> Optional[Outcome]:
     """Compile the pending `calls` into `cache` in worker processes while
-    `passes` run here with the quantized matmuls stood in; None when none is pending."""
+    `passes` run here with the quantized matmuls stood in; None when none is
+    pending. One precompile per cache at a time (a lock): a second process,
+    e.g. another rank, waits and then finds the calls done."""
+    import fcntl
+
     from .coldstart import cached_modules
 
-    todo = pending(cache, calls, version)
-    if not todo:
-        return None
-    cache.mkdir(parents=True, exist_ok=True)
-    before = cached_modules(cache) or 0
-    t = time.perf_counter()
-    pool = Pool(cache, todo, workers or max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1)))
-    try:
-        pool.start()
-        with stand_ins():
-            for p in passes:
-                try:
-                    p()
-                except Exception as e:  # the real priming run still compiles whatever this missed
-                    if on_error is not None:
-                        on_error(f"stand-in pass failed ({type(e).__name__}: {e})")
-        done = pool.wait()
-    finally:
-        pool.close()
-    for c in done:
-        (cache / MARKERS).mkdir(exist_ok=True)
-        (cache / MARKERS / _key(c, version)).write_text(json.dumps(list(c)))
-    added = max(0, (cached_modules(cache) or 0) - before)
+    (cache / MARKERS).mkdir(parents=True, exist_ok=True)
+    with open(cache / MARKERS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        todo = pending(cache, calls, version)
+        if not todo:
+            return None
+        for stale in cache.glob(SCRATCH + "*"):  # left by a process killed mid-precompile
+            shutil.rmtree(stale, ignore_errors=True)
+        before = cached_modules(cache) or 0
+        t = time.perf_counter()
+        from .kernel_workers import Pool
+
+        pool = Pool(cache, todo, workers or max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1)))
+        try:
+            pool.start()
+            stood_in = [0]
+            with stand_ins(stood_in):
+                for p in passes:
+                    try:
+                        p()
+                    except Exception as e:  # the real priming run still compiles whatever this missed
+                        if on_error is not None:
+                            on_error(f"stand-in pass failed ({type(e).__name__}: {e})")
+            done = pool.wait()
+        finally:
+            pool.close()
+        for c in done:
+            (cache / MARKERS / _key(c, version)).write_text(json.dumps(list(c)))
+        added = max(0, (cached_modules(cache) or 0) - before)
+    if passes and stood_in[0]:
+        check_untraced(passes[0], stood_in[0])
     slow = max(pool.seconds.items(), key=lambda kv: kv[1], default=None)
     return Outcome(time.perf_counter() - t, len(pool.procs), len(todo), added, len(todo) - len(done),
-                   f"{describe_call(slow[0])}: {slow[1]:.1f} s" if slow else "")
+                   f"{describe_call(slow[0])}: {slow[1]:.1f} s" if slow else "", pool.error)
 
 
 def describe_call(c: Call) -> str:
@@ -204,176 +251,63 @@ def describe_call(c: Call) -> str:
     return f"{what} {c.n}×{c.k} {c.bits}-bit g{c.group_size} {c.mode} {c.dtype} at {c.m} tokens"
 
 
-class Pool:
-    """Worker processes taking `calls` from one queue, compiling into one
-    scratch folder inside `cache` (seeded with what `cache` holds)."""
-
-    command = [sys.executable, "-c", "from mlxprof.precompile import worker; worker()"]
-
-    def __init__(self, cache: Path, calls: Sequence[Call], workers: int):
-        self.cache, self.calls, self.workers = cache, list(calls), max(1, min(workers, len(calls)))
-        self.ok: List[Call] = []
-        self.seconds: Dict[Call, float] = {}
-        self.procs: List[subprocess.Popen] = []
-        self.threads: List[threading.Thread] = []
-        self.scratch: Optional[Path] = None
-
-    def start(self):
-        from .child import child_env
-        from .coldstart import PTX_ENV
-
-        self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=self.cache))  # same file system: links, renames
-        seed(self.cache, self.scratch)
-        self.todo, self.busy = list(self.calls), set()  # calls not started; guesses compiling now
-        self.turn = threading.Condition()
-        env = child_env({PTX_ENV: str(self.scratch)})
-        for _ in range(self.workers):
-            self.procs.append(subprocess.Popen(
-                self.command, env=env,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
-            self.threads.append(threading.Thread(target=self._feed, args=(self.procs[-1],), daemon=True))
-            self.threads[-1].start()
-
-    def _next(self) -> Optional[Call]:
-        """The first call not started whose guessed module nobody is compiling
-        (waiting while every remaining one's is being compiled); None when none is left."""
-        with self.turn:
-            while self.todo:
-                c = next((c for c in self.todo if kernel_guess(c) not in self.busy), None)
-                if c is not None:
-                    self.todo.remove(c)
-                    self.busy.add(kernel_guess(c))
-                    return c
-                self.turn.wait()
-            return None
-
-    def _feed(self, proc):
-        try:
-            while True:
-                c = self._next()
-                if c is None:
-                    break
-                try:
-                    proc.stdin.write(json.dumps(list(c)) + "\n")
-                    proc.stdin.flush()
-                    reply = proc.stdout.readline()
-                finally:
-                    with self.turn:
-                        self.busy.discard(kernel_guess(c))
-                        self.turn.notify_all()
-                if not reply:  # the worker died
-                    break
-                if reply.startswith("ok"):
-                    with self.turn:
-                        self.ok.append(c)
-                        self.seconds[c] = float(reply.split()[1])
-            proc.stdin.close()
-        except (OSError, ValueError):  # its pipe closed under us (killed)
-            pass
-
-    def wait(self, timeout: float = TIMEOUT_S) -> List[Call]:
-        """The calls done, merged into the cache when every worker exited cleanly."""
-        deadline = time.monotonic() + timeout
-        for th in self.threads:
-            th.join(max(0.0, deadline - time.monotonic()))
-        clean = True
-        for p in self.procs:
-            try:
-                clean &= p.wait(max(0.1, deadline - time.monotonic())) == 0
-            except subprocess.TimeoutExpired:
-                clean = False
-        if not clean:  # a module may be half written: keep none of them
-            return []
-        merge(self.scratch, self.cache)
-        return list(self.ok)
-
-    def close(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def seed(cache: Path, own: Path) -> None:
-    """`own` holding what `cache` holds (hard links where the file system allows)."""
-    from .coldstart import cache_files
-
-    for f in cache_files(cache):
-        rel = f.relative_to(cache)
-        (own / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f, own / rel)
-        except OSError:
-            shutil.copyfile(f, own / rel)
-
-
-def merge(src: Path, cache: Path) -> int:
-    """Copy each module compiled under `src` that `cache` lacks into `cache`:
-    sidecars first, the `.ptx` (what MLX looks for) last, each renamed from a
-    temporary name. Returns the modules copied."""
-    copied = 0
-    for ptx in sorted(src.rglob("*.ptx")):
-        dest = cache / ptx.relative_to(src)
-        if dest.exists():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        for f in [ptx.with_suffix(s) for s in (".txt", ".cu")] + [ptx]:
-            if f.exists():
-                tmp = dest.with_name(f"{dest.with_suffix(f.suffix).name}.{os.getpid()}.tmp")
-                shutil.copyfile(f, tmp)
-                os.replace(tmp, dest.with_suffix(f.suffix))
-        copied += 1
-    return copied
-
-
 @contextlib.contextmanager
-def stand_ins():
+def stand_ins(calls: Optional[List[int]] = None):
     """`mx.quantized_matmul` standing in as a dense copy of the input's first
     feature at the output's shape and dtype: the rest of the graph still depends on
     its input (a constant would leave the layers unevaluated) and sees the same
-    dense, row-contiguous arrays, so it compiles the same kernels."""
+    dense, row-contiguous arrays, so it compiles the same kernels. `calls[0]`
+    counts the calls."""
     import mlx.core as mx
 
-    real = mx.quantized_matmul
+    real, calls = mx.quantized_matmul, calls if calls is not None else [0]
 
     def stand_in(x, w, scales=None, biases=None, transpose=True, group_size=None, bits=None, mode="affine",
                  **kw):
+        calls[0] += 1
         n = w.shape[-2] if transpose else w.shape[-1] * 32 // (bits or 4)
         return mx.contiguous(mx.broadcast_to(x[..., :1], x.shape[:-1] + (n,)))
 
     mx.quantized_matmul = stand_in
     try:
-        yield
+        yield calls
     finally:
         mx.quantized_matmul = real
 
 
-def run_call(c: Call) -> None:
-    """One call on zeros, evaluated (compiling its kernels)."""
+@contextlib.contextmanager
+def counting(calls: List[int]):
+    """The real `mx.quantized_matmul`, its calls counted in `calls[0]`."""
     import mlx.core as mx
 
-    dt = getattr(mx, c.dtype)
-    # quantize a few rows for this mode's packed layout, then zeros of the full size
-    small = list(mx.quantize(mx.zeros((8, c.k), dt), c.group_size, c.bits, mode=c.mode))
-    w, scales, biases = ([mx.zeros((c.n,) + a.shape[1:], a.dtype) for a in small] + [None])[:3]
-    opts = dict(group_size=c.group_size, bits=c.bits, mode=c.mode)
-    if c.kind == "embed":
-        rows = mx.zeros((1, c.m), mx.int32)
-        y = mx.dequantize(w[rows], scales[rows], None if biases is None else biases[rows], **opts)
-    else:
-        y = mx.quantized_matmul(mx.zeros((1, c.m, c.k), dt), w, scales, biases, transpose=True, **opts)
-    mx.eval(y)
+    real = mx.quantized_matmul
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return real(*a, **kw)
+
+    mx.quantized_matmul = counted
+    try:
+        yield calls
+    finally:
+        mx.quantized_matmul = real
 
 
-def worker() -> None:
-    """A worker process: one call per line on stdin, `ok` or `err …` per line on stdout."""
-    for line in sys.stdin:
-        t = time.perf_counter()
+def check_untraced(first_pass: Callable[[], object], stood_in: int) -> None:
+    """Run the first pass again with the real matmuls, counting them: fewer
+    calls than the stand-in pass made means some ran inside `mx.compile`d code,
+    whose cached graph now holds the stand-in. Nothing in this process could be
+    measured then; the next run finds the kernels compiled and uses no stand-in."""
+    from .errors import InputError
+
+    real = [0]
+    with counting(real):
         try:
-            run_call(Call(*json.loads(line)))
-            reply = f"ok {time.perf_counter() - t:.3f}"
-        except Exception as e:
-            reply = "err " + f"{type(e).__name__}: {e}".replace("\n", " ")
-        print(reply, flush=True)
+            first_pass()
+        except Exception:  # then the priming run fails too, and says why
+            return
+    if real[0] < stood_in:
+        raise InputError(
+            f"this model calls {stood_in - real[0]} of its quantized matmuls inside mx.compile'd code, which "
+            "kept the kernel precompile's stand-in; nothing measured in this process would be right. Its "
+            "kernels are compiled now: run the same command again (or set MLXPROF_PRECOMPILE=0)")

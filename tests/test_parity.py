@@ -3,6 +3,7 @@ hosts, the MLX loops block by block, and the CLI / bench / report around them.""
 
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -499,3 +500,16 @@ def test_parity_primes_before_its_time_budget_starts(monkeypatch):
     res = parity.parity("gemma3n-tiny", rounds=2, warmup=1, tokens=12, block=2, prompt_tokens=4, budget=60)
     assert primed == [4]
     assert res.paired.rounds and res.paired.rounds[0].t_s < 1.5  # the clock started after the priming run
+
+
+def test_the_library_loop_starts_in_a_process_that_deferred_its_package():
+    """A fresh process that opened a Gemma 3n model (mlx_vlm's __init__ deferred,
+    models/lean.py) starts mlx-vlm's own generator without a circular import."""
+    code = ("from mlxprof.models import lean; lean.enable()  # as the CLI does for token-id prompts\n"
+            "from mlxprof.session import open_session; from mlxprof import parity_loops\n"
+            "s = open_session('gemma3n-tiny')\n"
+            "loop = parity_loops.make_loops(s.model, ('mlx-vlm',), s.prompt(4), 1)['mlx-vlm']\n"
+            "loop.restart(4); print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

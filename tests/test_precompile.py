@@ -5,8 +5,10 @@ kernels, so the workers run the calls for real and the cache holds markers only;
 the `.ptx` handling is exercised on files."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,9 +16,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from mlxprof import coldstart, precompile
+from mlxprof import coldstart, kernel_workers, precompile
 from mlxprof.coldstart import PTX_ENV, Priming, describe
-from mlxprof.precompile import Call, calls_of, merge, order, pending, stand_ins
+from mlxprof.kernel_workers import merge
+from mlxprof.precompile import Call, calls_of, order, pending, stand_ins
 
 
 class Tiny(nn.Module):
@@ -57,10 +60,12 @@ def test_order_puts_one_call_of_each_kernel_class_first():
 def test_kernel_guess_follows_mlx_cuda_dispatch():
     g = precompile.kernel_guess
     call = lambda n, k, m, gs=64: Call("matmul", 4, gs, "affine", "bfloat16", n, k, m)  # noqa: E731
-    assert g(call(2048, 2048, 1))[-1] == "qmv" and g(call(262400, 2048, 1))[-2:] == ("sm80", 1)
+    assert g(call(2048, 2048, 1))[-1] == g(call(262400, 2048, 1))[-1] == g(call(2048, 2048, 7))[-1] == "qmv"
+    assert g(call(2048, 64, 1))[-1] == "qmv" and g(call(262400, 64, 1))[-2:] == ("sm90", 256)
     assert g(call(2048, 64, 16)) == g(call(2048, 64, 274)) == g(call(8192, 64, 16))  # sm90: one module per width tile
     assert g(call(2048, 64, 16))[-2:] == ("sm90", 256) and g(call(4, 64, 16))[-1] == 16
-    assert g(call(2048, 2048, 16)) == g(call(8192, 2048, 16)) != g(call(2048, 2048, 274))
+    assert g(call(2048, 2048, 16)) == g(call(8192, 2048, 9)) != g(call(2048, 2048, 274))  # sm80: token tiles
+    assert [g(call(2048, 2048, m))[-1] for m in (8, 16, 17, 32, 33, 274)] == [16, 16, 32, 32, 64, 64]
     assert g(call(4, 2048, 16))[-2] == "naive"
 
 
@@ -72,7 +77,7 @@ def test_the_pool_never_compiles_one_guessed_module_twice_at_once(tmp_path, monk
               "for line in sys.stdin:\n"
               "    f.write(f'{time.monotonic()} start {line.strip()}\\n'); f.flush(); time.sleep(0.3)\n"
               "    f.write(f'{time.monotonic()} end {line.strip()}\\n'); f.flush(); print('ok 0.3', flush=True)\n")
-    monkeypatch.setattr(precompile.Pool, "command", [sys.executable, "-c", script, str(log)])
+    monkeypatch.setattr(kernel_workers.Pool, "command", [sys.executable, "-c", script, str(log)])
     calls = [Call("matmul", 4, 64, "affine", "bfloat16", n, 2048, 16) for n in (2048, 4096, 8192)] + \
         [Call("matmul", 4, 64, "affine", "bfloat16", 2048, 64, 16)]
     out = precompile.precompile(cache, calls, "v1", workers=4)
@@ -90,18 +95,38 @@ def test_the_pool_never_compiles_one_guessed_module_twice_at_once(tmp_path, monk
     assert sm90["start"] < sm80[0]["end"]  # another guess runs beside them
 
 
-def test_precompile_marks_each_finished_call_and_skips_them_next_time(tmp_path):
+def cache_with_a_module(tmp_path) -> Path:
+    """A kernel cache holding one module (MLX's CPU backend writes none; markers
+    count only beside modules)."""
     cache = tmp_path / "ptx"
+    cache.mkdir(parents=True)
+    (cache / "gather_float32_int32_1.ptx").write_text("ptx")
+    return cache
+
+
+def test_precompile_marks_each_finished_call_and_skips_them_next_time(tmp_path):
+    cache = cache_with_a_module(tmp_path)
     calls = calls_of(Tiny(), "float32", [4, 1])
     bad = Call("matmul", 4, 64, "affine", "float32", 64, 100, 1)  # K not a multiple of the group: fails
     out = precompile.precompile(cache, calls + [bad], "v1", workers=2)
     assert out.calls == len(calls) + 1 and out.failed == 1 and out.workers == 2
     assert "at 4 tokens" in out.slowest or "at 1 tokens" in out.slowest
+    assert out.error.startswith("matmul 64×100") and "ValueError" in out.error
     assert pending(cache, calls + [bad], "v1") == [bad]
     assert precompile.precompile(cache, calls, "v1") is None  # all done: no worker starts
     assert pending(cache, calls, "v2") == calls  # another MLX version compiles its own
     assert not list(cache.glob(precompile.SCRATCH + "*"))  # the scratch folder is gone
+    (cache / "gather_float32_int32_1.ptx").unlink()  # the modules wiped, the markers left behind
+    assert pending(cache, calls, "v1") == calls
 
+
+def test_a_worker_answering_nonsense_ends_at_once(tmp_path, monkeypatch):
+    cache = cache_with_a_module(tmp_path)
+    monkeypatch.setattr(kernel_workers.Pool, "command",
+                        [sys.executable, "-c", "import sys\nfor line in sys.stdin: print('hello', flush=True)"])
+    t = time.monotonic()
+    out = precompile.precompile(cache, calls_of(Tiny(), "float32", [1]), "v1", workers=1)
+    assert time.monotonic() - t < 10 and out.failed == out.calls
 
 def test_a_worker_that_does_not_exit_cleanly_keeps_nothing(tmp_path, monkeypatch):
     cache = tmp_path / "ptx"
@@ -110,10 +135,23 @@ def test_a_worker_that_does_not_exit_cleanly_keeps_nothing(tmp_path, monkeypatch
     # a worker that writes a module, answers ok, then dies: its files may be half written
     script = ("import sys, os; d = os.environ['MLX_PTX_CACHE_DIR']; open(d + '/half.ptx', 'w').write('x'); "
               "[print('ok 0.1', flush=True) for _ in sys.stdin]; sys.exit(3)")
-    monkeypatch.setattr(precompile.Pool, "command", [sys.executable, "-c", script])
+    monkeypatch.setattr(kernel_workers.Pool, "command", [sys.executable, "-c", script])
     out = precompile.precompile(cache, calls, "v1", workers=1)
     assert out.failed == len(calls) and out.modules == 0
     assert not (cache / "half.ptx").exists() and pending(cache, calls, "v1") == calls
+
+
+def test_merge_renames_the_ptx_into_place_last(tmp_path, monkeypatch):
+    src, cache = tmp_path / "scratch", tmp_path / "ptx"
+    src.mkdir()
+    cache.mkdir()
+    for ext in (".ptx", ".txt", ".cu"):
+        (src / f"m{ext}").write_text(ext)
+    done = []
+    real = os.replace
+    monkeypatch.setattr(kernel_workers.os, "replace", lambda a, b: (done.append(Path(b).suffix), real(a, b)))
+    assert merge(src, cache) == 1
+    assert done[-1] == ".ptx" and sorted(done) == [".cu", ".ptx", ".txt"]
 
 
 def test_merge_copies_missing_modules_whole_and_leaves_existing_ones(tmp_path):
@@ -131,14 +169,14 @@ def test_merge_copies_missing_modules_whole_and_leaves_existing_ones(tmp_path):
     assert not list(cache.rglob("*.tmp"))
 
 
-def test_seeded_scratch_holds_the_cache_but_not_mlxprofs_own_folders(tmp_path):
+def test_seeded_scratch_holds_whole_modules_only(tmp_path):
     cache = tmp_path / "ptx"
     (cache / precompile.MARKERS).mkdir(parents=True)
     (cache / precompile.MARKERS / "k").write_text("[]")
-    (cache / "a.ptx").write_text("a")
-    precompile.seed(cache, tmp_path / "own")
-    assert (tmp_path / "own" / "a.ptx").read_text() == "a"
-    assert not (tmp_path / "own" / precompile.MARKERS).exists()
+    for f in ("a.ptx", "a.txt", "a.cu", "b.txt", "b.ptx.123.tmp"):  # b: another process mid-merge
+        (cache / f).write_text(f)
+    kernel_workers.seed(cache, tmp_path / "own")
+    assert sorted(p.name for p in (tmp_path / "own").rglob("*")) == ["a.cu", "a.ptx", "a.txt"]
 
 
 def test_stand_in_matmul_is_dense_depends_on_its_input_and_is_put_back():
@@ -174,13 +212,13 @@ def test_priming_on_cuda_precompiles_while_the_stand_in_pass_runs(tmp_path):
     bar = SimpleNamespace(describe=lambda d: events.append(d), note=lambda m: events.append(m))
     p = Priming("cuda", bar, env={PTX_ENV: str(cache)})
     p.run(loaded, [1, 2, 3], run_once=run_once)
-    assert seen == [False, True]  # the stand-in pass, then the real priming run
+    assert seen == [False, False, True]  # the stand-in pass, its check (counted), the real priming run
+    assert any(coldstart.COMPILE_MESSAGE in e for e in events)  # the cache was empty: a first run
+    (cache / "m.ptx").write_text("ptx")  # what a CUDA run would have left there
     assert p.pre is not None and p.pre.failed == 0 and not pending(cache, calls_of(model, "float32", [3, 1]), coldstart.mlx_version())
     c = p.record([SimpleNamespace(prefill_s=0.01, token_ms=[float("nan"), 1.0])])
     assert c.precompile_workers == p.pre.workers and c.precompile_s == pytest.approx(p.pre.seconds)
-    assert c.compile_s >= c.precompile_s
     assert "worker processes at once" in describe(c) and "slowest: " in describe(c)
-    assert any(coldstart.COMPILE_MESSAGE in e for e in events)
     again = Priming("cuda", bar, env={PTX_ENV: str(cache)})
     seen.clear()
     again.run(loaded, [1, 2, 3], run_once=run_once)
@@ -192,13 +230,36 @@ def test_off_by_environment_and_off_cuda(tmp_path, monkeypatch):
     assert not precompile.needed(loaded, "cpu", [4], tmp_path)
     assert not precompile.needed(loaded, "metal", [4], tmp_path)
     assert precompile.needed(loaded, "cuda", [4], tmp_path)
-    monkeypatch.setenv(precompile.ENV, "0")
+    monkeypatch.setenv(precompile.PRECOMPILE_ENV, "0")
     assert not precompile.needed(loaded, "cuda", [4], tmp_path)
 
 
-def test_the_worker_imports_mlx_core_only():
-    code = ("import sys, mlxprof.precompile as p; "
+def test_the_worker_answers_each_call_and_imports_mlx_core_only():
+    code = ("import sys; from mlxprof.kernel_workers import worker; worker(); "
             "print(sorted(m for m in ('mlx_lm', 'mlx_vlm', 'transformers', 'torch', 'mlx.nn') if m in sys.modules))")
+    calls = [Call("matmul", 4, 64, "affine", "float32", 256, 128, 4), Call("embed", 4, 64, "affine", "float32", 300,
+                                                                            128, 4),
+             Call("matmul", 4, 64, "affine", "float32", 64, 100, 1)]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         input="".join(json.dumps(list(c)) + "\n" for c in calls),
                          cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "[]"
+    lines = out.stdout.splitlines()
+    assert [x.split()[0] for x in lines[:3]] == ["ok", "ok", "err"] and lines[3] == "[]"
+    assert float(lines[0].split()[1]) >= 0
+
+
+def test_a_model_that_compiles_its_quantized_matmuls_is_stopped_not_mismeasured(tmp_path):
+    """mx.compile keeps the graph it traced: a quantized matmul traced during the
+    stand-in pass would stay a stand-in. The check pass sees fewer real calls and stops."""
+    from mlxprof.errors import InputError
+
+    model = Tiny()
+    up = mx.compile(lambda x: model.up(x))  # e.g. a fused MLP compiled whole
+    x = mx.ones((1, 4, 128))
+    with pytest.raises(InputError, match="inside mx.compile"):
+        precompile.precompile(cache_with_a_module(tmp_path), calls_of(model, "float32", [4]), "v1",
+                              passes=[lambda: mx.eval(up(x))], workers=1)
+    plain = Tiny()
+    out = precompile.precompile(cache_with_a_module(tmp_path / "b"), calls_of(plain, "float32", [4]), "v1",
+                                passes=[lambda: mx.eval(plain.up(x))], workers=1)
+    assert out is not None and out.failed == 0

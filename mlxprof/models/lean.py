@@ -131,6 +131,16 @@ def run(module) -> None:
     real.exec_module(module)
 
 
+def ready(package: str) -> None:
+    """Run `package`'s deferred __init__ now, before importing one of its
+    submodules whose import reads the package (mlx_vlm.generate.ar does: with
+    the package's __init__ still deferred, that __init__ would run inside the
+    submodule's import and meet it half initialised)."""
+    module = sys.modules.get(package)
+    if module is not None:
+        run(module)
+
+
 def _loader_for(fullname: str):
     if fullname in PACKAGES or PROCESSING.match(fullname):
         return DeferredLoader

@@ -120,10 +120,10 @@ def measure(model: str, out: Path, quick: bool = False, weights: str = "auto", d
     who = dict(model=model, weights=None if weights == "auto" else weights, dtype=dtype)
 
     if chip.backend == "cuda" and "decode" in st.wanted:
-        vlm_image = _vlm_image(st.path("vlm"), image) if "vlm" in st.wanted and target.library == "mlx-vlm" \
-            else None
         try:
-            _compile_kernels(model, lib, c, vlm_image, progress, log)
+            vlm_image = _vlm_image(st.path("vlm"), image) if "vlm" in st.wanted and target.library == "mlx-vlm" \
+                else None
+            _kernels_ahead(model, lib, c, vlm_image, progress, log)
         except Exception as e:  # only a head start: each step still compiles what it needs
             log(f"[report] compiling GPU kernels ahead failed ({type(e).__name__}: {e}); each step compiles its own")
     st.run("decode", lambda p: profile.decode(
@@ -196,11 +196,12 @@ def _sweep_step(model, lib, who, path, c, quick, progress):
                      command=mlxprof_command("sweep", **who, knob=f"{OPS_KNOB}={values}", **opts, json=path))
 
 
-def _compile_kernels(model, lib, c, vlm_image, progress, log):
+def _kernels_ahead(model, lib, c, vlm_image, progress, log):
     """CUDA, on a machine missing some of them: the kernels of the decode (and
     of the vlm step's image prompt) compiled before the first step, several at
-    once (precompile.py), instead of one after another inside each step. It
-    opens the model once more; when everything is cached it does nothing else."""
+    once (precompile.py), instead of one after another inside the decode and
+    vlm steps; the other steps then find them cached. It opens the model once
+    more; when everything is cached it does nothing else."""
     from .. import decode as dec
     from .. import precompile
     from ..progress import Progress
@@ -211,7 +212,7 @@ def _compile_kernels(model, lib, c, vlm_image, progress, log):
     ms, passes = [len(text), 1], [lambda: dec.run_once(s.model, text, 0, 2)]
     if not precompile.needed(s.model, s.backend, ms):
         return
-    log("[report] kernels … (compiling GPU kernels: first run on this machine)")
+    log("[report] kernels … (compiling GPU kernels not cached yet, several at once)")
     t = time.perf_counter()
     with Progress(progress, None, "compiling GPU kernels") as bar:
         if vlm_image is None:
