@@ -225,9 +225,10 @@ def precompile(cache: Path, calls: Sequence[Call], version: str,
         pool = Pool(cache, todo, workers or max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1)))
         try:
             pool.start()
-            stood_in = [0]
-            with stand_ins(stood_in):
-                for p in passes:
+            stood_in = []  # each pass's stand-in calls
+            for p in passes:
+                stood_in.append([0])
+                with stand_ins(stood_in[-1]):
                     try:
                         p()
                     except Exception as e:  # the real priming run still compiles whatever this missed
@@ -239,8 +240,8 @@ def precompile(cache: Path, calls: Sequence[Call], version: str,
         for c in done:
             (cache / MARKERS / _key(c, version)).write_text(json.dumps(list(c)))
         added = max(0, (cached_modules(cache) or 0) - before)
-    if passes and stood_in[0]:
-        check_untraced(passes[0], stood_in[0])
+    if passes and stood_in[0][0]:  # the first pass again, against its own count
+        check_untraced(passes[0], stood_in[0][0])
     slow = max(pool.seconds.items(), key=lambda kv: kv[1], default=None)
     return Outcome(time.perf_counter() - t, len(pool.procs), len(todo), added, len(todo) - len(done),
                    f"{describe_call(slow[0])}: {slow[1]:.1f} s" if slow else "", pool.error)
