@@ -157,7 +157,7 @@ class Priming:
 
         self.pre = precompile.prepare(model, self.backend, [len(ids), 1], progress=p, cache=self.cache,
                                       passes=[lambda: run_once(model, ids, 0, PRIME_TOKENS, prefill=prefill)])
-        mid = cached_modules(self.cache)
+        mid = self.before if self.pre is None else cached_modules(self.cache)  # what priming finds cached
         if p is not None:
             if self.expect_compile and not self.pre:
                 p.note(f"mlxprof: {COMPILE_MESSAGE} (MLX caches them in {self.cache}); "
@@ -212,7 +212,7 @@ def describe(c: ColdStart) -> str:
     if c.open_s is not None:
         parts.append(f"model opened in {c.open_s:.1f} s")
     if c.precompile_s is not None:
-        failed = f" ({c.precompile_failed} calls failed; the priming run compiled their kernels)" \
+        failed = f" ({c.precompile_failed} calls not kept; the priming run compiled their kernels)" \
             if c.precompile_failed else ""
         parts.append(f"{c.precompile_modules or 0} kernel modules compiled before the priming run in "
                      f"{c.precompile_s:.1f} s, the quantized matmuls' in {c.precompile_workers} worker "

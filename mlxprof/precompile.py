@@ -80,8 +80,8 @@ class Outcome(NamedTuple):
     error: str = ""  # the first call's error a worker reported, if any
 
 
-def enabled(env=None) -> bool:
-    return (os.environ if env is None else env).get(PRECOMPILE_ENV, "1").lower() not in ("0", "false", "no", "off")
+def enabled() -> bool:
+    return os.environ.get(PRECOMPILE_ENV, "1").lower() not in ("0", "false", "no", "off")
 
 
 def calls_of(module, dtype: str, ms: Sequence[int]) -> List[Call]:
@@ -253,6 +253,25 @@ def describe_call(c: Call) -> str:
 
 
 @contextlib.contextmanager
+def _swapped(make: Callable, calls: List[int]):
+    """`mx.quantized_matmul` replaced by `make(real)` while the block runs, its
+    calls counted in `calls[0]`; the real one put back whatever happens."""
+    import mlx.core as mx
+
+    real = mx.quantized_matmul
+    fn = make(real)
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return fn(*a, **kw)
+
+    mx.quantized_matmul = counted
+    try:
+        yield calls
+    finally:
+        mx.quantized_matmul = real
+
+
 def stand_ins(calls: Optional[List[int]] = None):
     """`mx.quantized_matmul` standing in as a dense copy of the input's first
     feature at the output's shape and dtype: the rest of the graph still depends on
@@ -261,37 +280,12 @@ def stand_ins(calls: Optional[List[int]] = None):
     counts the calls."""
     import mlx.core as mx
 
-    real, calls = mx.quantized_matmul, calls if calls is not None else [0]
-
     def stand_in(x, w, scales=None, biases=None, transpose=True, group_size=None, bits=None, mode="affine",
                  **kw):
-        calls[0] += 1
         n = w.shape[-2] if transpose else w.shape[-1] * 32 // (bits or 4)
         return mx.contiguous(mx.broadcast_to(x[..., :1], x.shape[:-1] + (n,)))
 
-    mx.quantized_matmul = stand_in
-    try:
-        yield calls
-    finally:
-        mx.quantized_matmul = real
-
-
-@contextlib.contextmanager
-def counting(calls: List[int]):
-    """The real `mx.quantized_matmul`, its calls counted in `calls[0]`."""
-    import mlx.core as mx
-
-    real = mx.quantized_matmul
-
-    def counted(*a, **kw):
-        calls[0] += 1
-        return real(*a, **kw)
-
-    mx.quantized_matmul = counted
-    try:
-        yield calls
-    finally:
-        mx.quantized_matmul = real
+    return _swapped(lambda real: stand_in, calls if calls is not None else [0])
 
 
 def check_untraced(first_pass: Callable[[], object], stood_in: int) -> None:
@@ -302,7 +296,7 @@ def check_untraced(first_pass: Callable[[], object], stood_in: int) -> None:
     from .errors import InputError
 
     real = [0]
-    with counting(real):
+    with _swapped(lambda fn: fn, real):  # the real matmul, counted
         try:
             first_pass()
         except Exception:  # then the priming run fails too, and says why
