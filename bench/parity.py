@@ -66,7 +66,10 @@ def round_line(rnd, comps) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_paired_options(ap)
+    # mlxprof and bare alone, as lanes, in 4-token blocks, 400 tokens between prefills: on an H200
+    # (gemma3n-e2b-4bit) this resolved ×0.99 in 59 s where 8-token blocks beside the library's
+    # loop stopped unresolved at ±2.4 % after 100 s (docs/benchmark_results/measurement-cost-nvidia-h200.md)
+    add_paired_options(ap, block=BLOCK, tokens=TOKENS)
     ap.add_argument("--quiet", action="store_true", help="no line per round")
     ap.add_argument("--with-library", action="store_true",
                     help="the library's generate_step too (a cache of its own): a third of every round goes to it")
@@ -75,11 +78,6 @@ def main(argv=None):
     ap.add_argument("--separate-caches", action="store_true",
                     help="mlxprof and bare each on a cache of its own, not lanes of one (the method before lanes)")
     a = ap.parse_args(argv)
-    # mlxprof and bare alone, as lanes, in 4-token blocks, 400 tokens between prefills: on an H200
-    # (gemma3n-e2b-4bit) this resolved ×0.99 in 59 s where 8-token blocks beside the library's
-    # loop stopped unresolved at ±2.4 % after 100 s (docs/benchmark_results/measurement-cost-nvidia-h200.md)
-    a.block = BLOCK if a.block is None else a.block
-    a.tokens = TOKENS if a.tokens is None else a.tokens
     try:
         session, st, pst, ids = parity.prepare_parity(a.model, a.weights, a.dtype, a.rounds, a.warmup, a.tokens,
                                                       a.prompt_tokens, block=a.block, budget=a.budget)

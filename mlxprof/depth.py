@@ -343,7 +343,8 @@ def decode_at_depth(model: str, depths=None, weights: str = "auto", dtype: Optio
         if floor:
             fl = floor_of(s, probe_mb)
         for d in settings.depths:
-            points.append(measure_depth(s, d, settings, fl, bar, on_partial=lambda p: save(True, p)))
+            points.append(measure_depth(s, d, settings, fl, bar,
+                                        on_partial=(lambda p: save(True, p)) if json_path else None))
             save(partial=len(points) < len(settings.depths))
     return build(partial=False)
 

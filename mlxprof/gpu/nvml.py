@@ -130,12 +130,6 @@ def visible_index(env=None) -> int:
                     "fraction is read only for GPUs named by index")
 
 
-def gpu_count(lib) -> int:
-    n = ctypes.c_uint(0)
-    _check(lib, lib.nvmlDeviceGetCount_v2(ctypes.byref(n)), "device count")
-    return n.value
-
-
 def epoch_offset_us(pairs: int = 5) -> float:
     """time.time() − time.perf_counter() in µs, from the closest of a few
     paired reads: NVML stamps samples on the epoch clock, runs are timed on
