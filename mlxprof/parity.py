@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence
 from pydantic import BaseModel
 
 from . import paired, stats
+from .alternating import AlternatingSettings
 from .errors import InputError, OutputError
 from .paired import PairedRun
 from .parity_loops import make_loops
@@ -36,6 +37,7 @@ DEFAULT_BLOCK = 8  # short blocks pair closest in time; see paired.py
 SETTLE = 2  # deliveries at a block's start left out: the token in flight, and the one after it
 PRECISION = 0.005  # stop when every 95% CI is within ±0.5 %
 MIN_ROUNDS = 12  # a bootstrap CI of fewer pairs runs narrow (tests: simulated hosts)
+MIN_TOKEN_PAIRS = 100  # per-token alternation: no stop on precision before this many pairs
 TARGETS = {"bare": 0.99, "library": 0.98}  # mlxprof / bare ≥ 0.99, mlxprof / library ≥ 0.98
 
 
@@ -186,14 +188,63 @@ def run_paired_loops(loaded, ids, settings: ParitySettings, pst: paired.PairedSe
     compiles its kernels before the time budget starts, not inside it (on an
     H100 with an empty kernel cache the first round of gemma3n-e2b-4bit came
     165 s in, past the 120 s budget)."""
-    if backend is not None:
-        from .coldstart import Priming
-
-        Priming(backend, progress).run(loaded, ids)
+    prime(loaded, ids, backend, progress)
     built = make_loops(loaded, loops, ids, settings.warmup, lanes)
     run = paired.run_rounds(built, comparisons_for(loops, loaded.library), pst, on_round=on_round,
                             on_segment=on_segment and (lambda k: on_segment(built, k)))
     return run, loop_runs(built, run)
+
+
+def prime(loaded, ids, backend: Optional[str], progress=None):
+    """A discarded priming run on `backend` (None: none), before a time budget starts."""
+    if backend is not None:
+        from .coldstart import Priming
+
+        Priming(backend, progress).run(loaded, ids)
+
+
+def alternating_settings(tokens: int, warmup: int, budget_s: Optional[float],
+                         segments: Optional[int] = None) -> AlternatingSettings:
+    if tokens < 2:
+        raise InputError(f"--tokens must be at least 2 for per-token pairs, not {tokens}")
+    if segments is not None and segments < 1:
+        raise InputError(f"--segments must be at least 1, not {segments}")
+    return AlternatingSettings(tokens=tokens, warmup=warmup,
+                               budget_s=DEFAULT_BUDGET_S if budget_s is None else budget_s,
+                               precision=PRECISION, min_pairs=MIN_TOKEN_PAIRS, max_segments=segments)
+
+
+def run_alternating_loops(loaded, ids, st: AlternatingSettings, backend: Optional[str] = None, progress=None,
+                          on_segment=None):
+    """mlxprof's loop against the bare one, token by token on one decode
+    (alternating.py), primed first: (AlternatingRun, TokenAgreement over
+    the segments, which all decode the same prompt)."""
+    from .alternating import run_alternating
+    from .parity_loops import alternating_decode
+
+    prime(loaded, ids, backend, progress)
+    decode, arms = alternating_decode(loaded, ids, st.warmup)
+    run = run_alternating(decode, arms, TARGETS["bare"], st, on_segment=on_segment)
+    return run, segment_agreement(decode.segments)
+
+
+def segment_agreement(segments: List[List[int]]) -> TokenAgreement:
+    """Every segment's greedy ids against the first's (over the ids both have)."""
+    ref = segments[0] if segments else []
+    bad = []
+    for k, ids in enumerate(segments[1:], 2):
+        i = next((j for j, (x, y) in enumerate(zip(ref, ids)) if x != y), None)
+        if i is not None:
+            bad.append(f"segment {k}: first differs at token {i} (segment 1 {ref[i]}, segment {k} {ids[i]})")
+    distinct = len(set(ref))
+    if bad:
+        sentence = f"token ids DIFFER between segments: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
+    else:
+        sentence = f"same greedy token ids in all {len(segments)} segments (up to {max(map(len, segments), default=0)} tokens each)"
+        if distinct == 1:
+            sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
+    return TokenAgreement(reference="segment 1", match=not bad, compared=len(ref), mismatches=bad,
+                          distinct_ids=distinct, sentence=sentence)
 
 
 def build_result(prov, session, settings, loops, run: paired.PairedRun, runs):
@@ -240,8 +291,9 @@ def parity(model: str, weights: str = "auto", dtype: Optional[str] = None, round
     return build_result(prov, s, settings, loops, run, runs)
 
 
-def setup_lines(session, st: ParitySettings, pst: paired.PairedSettings, loops) -> str:
-    """What a bench measures, on what: machine, backend, versions, model, method."""
+def setup_lines(session, st: ParitySettings, pst, loops) -> str:
+    """What a bench measures, on what: machine, backend, versions, model,
+    method (`pst`: paired blocks' or per-token alternation's settings)."""
     ident, prov = session.identity, session.provenance()
     v = prov.versions
     return "\n".join([
@@ -249,9 +301,12 @@ def setup_lines(session, st: ParitySettings, pst: paired.PairedSettings, loops) 
         f"versions: mlx {v.get('mlx')}, mlx-lm {v.get('mlx-lm')}, mlx-vlm {v.get('mlx-vlm')}, "
         f"mlxprof {v.get('mlxprof')}" + (f"; knobs {prov.knobs}" if prov.knobs else ""),
         f"model: {ident.name} ({ident.quantization}, {ident.weights} weights, {ident.dtype})",
-        f"loops: {', '.join(loops)}; blocks of {pst.settle} + {pst.block} tokens; restart from a "
-        f"{st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.rounds_per_segment} rounds; "
-        f"budget {pst.budget_s:g} s, stop at ±{pst.precision:.1%}",
+        (f"loops: {', '.join(loops)}, taking turns token by token on one decode, in pairs of random order; "
+         f"restart from a {st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.tokens} tokens"
+         if isinstance(pst, AlternatingSettings) else
+         f"loops: {', '.join(loops)}; blocks of {pst.settle} + {pst.block} tokens; restart from a "
+         f"{st.prompt_tokens}-token prefill + {st.warmup} warm-up every {pst.rounds_per_segment} rounds")
+        + f"; budget {pst.budget_s:g} s, stop at ±{pst.precision:.1%}",
     ])
 
 

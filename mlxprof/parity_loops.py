@@ -188,23 +188,35 @@ def make_loops(loaded, names: Sequence[str], prompt_ids: List[int], warmup: int,
             else GeneratorLoop(loaded, prompt_ids, warmup, name) for name in names}
 
 
-def bookkeeping_s(n: int = 200_000, repeats: int = 5) -> float:
+def alternating_decode(loaded, prompt_ids: List[int], warmup: int):
+    """One decode and the two arms that take turns on it token by token
+    (alternating.py): mlxprof's loop and the bare one."""
+    return StepLoop(loaded, prompt_ids, warmup), {"mlxprof": dec.timed_tokens, "bare": _bare}
+
+
+def bookkeeping_s(n: int = 200_000, repeats: int = 5, probe: bool = False) -> float:
     """Seconds per token that run_once's timing adds over the bare loop,
     timed in isolation (4 clock reads, 5 list stores, minus an empty loop):
-    a noise-free bound to set beside the paired mlxprof / bare ratio. Each
-    loop's fastest of `repeats` passes: a pass the OS interrupted is slower."""
+    a noise-free bound to set beside the paired mlxprof / bare ratio. With
+    `probe`, the per-token alternation's probe instead (1 clock read, 1
+    store), which both arms carry. Each loop's fastest of `repeats` passes:
+    a pass the OS interrupted is slower."""
     perf = time.perf_counter
     m = max(1, n // repeats)
     b, s, w, d, st = ([0.0] * m for _ in range(5))
     timed, empty = [], []
     for _ in range(repeats):
         t = perf()
-        for i in range(m):
-            t_a = perf()
-            t_b = perf()
-            t_c = perf()
-            t_d = perf()
-            b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
+        if probe:
+            for i in range(m):
+                b[i] = perf()
+        else:
+            for i in range(m):
+                t_a = perf()
+                t_b = perf()
+                t_c = perf()
+                t_d = perf()
+                b[i], s[i], w[i], d[i], st[i] = t_b - t_a, t_c - t_b, t_d - t_c, t_d, t_a
         timed.append(perf() - t)
         t = perf()
         for i in range(m):

@@ -459,9 +459,21 @@ def test_bench_runs_and_prints_every_comparison(capsys):
                  "token ids"):
         assert line in out, line
     assert mod.main(["--budget", "0"]) == 2
-    assert mod.main(["--rounds", "2", "--warmup", "1", "--prompt-tokens", "4"]) == 0  # defaults: lanes, 4-token blocks
+    assert mod.main(["--blocks", "--rounds", "2", "--warmup", "1", "--prompt-tokens", "4"]) == 0  # lanes, 4-token blocks
     out = capsys.readouterr().out
     assert "loops: mlxprof, bare; blocks of 2 + 4 tokens" in out and "mlxprof / mlx-vlm" not in out
+    # the default: per-token alternation
+    assert mod.main(["--segments", "2", "--tokens", "8", "--warmup", "1", "--prompt-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    for line in ("loops: mlxprof, bare, taking turns token by token", "segment   1 @", "mlxprof / bare: ×",
+                 "resolved vs ×0.99: ", "8 pairs of tokens in 2 segments", "2 segments were run", "first in",
+                 "host noise:", "one clock read (the probe both arms carry)", "same greedy token ids in all 2 segments"):
+        assert line in out, line
+    for bad in (["--block", "4"], ["--rounds", "3"], ["--separate-caches"], ["--blocks", "--segments", "2"],
+                ["--tokens", "1"]):
+        assert mod.main(bad) == 2, bad
+    err = capsys.readouterr().err
+    assert "--block apply to --blocks" in err and "--segments applies to per-token alternation" in err
 
 
 def test_step_variants_bench_runs(capsys):
