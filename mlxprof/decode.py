@@ -49,6 +49,8 @@ class RunRecord(BaseModel):
     build_start_s: List[float] = []
     peak_memory_bytes: int
     token_ids: List[int]
+    # the step after the run gave finite log-probabilities (logits_finite); None in results before the check
+    finite: Optional[bool] = None
 
 
 class PhaseSplit(BaseModel):
@@ -169,6 +171,27 @@ def timed_tokens(step, y, times: TokenTimes, lo: int, hi: int, on_token=None):
     return y
 
 
+def logits_finite(step, y) -> bool:
+    """One more step from the token in flight, after a run and untimed: are
+    all its log-probabilities finite? A NaN that reached the KV cache (or
+    the weights) carries into every later step, so this catches a run that
+    computed garbage anywhere in it. On CUDA we saw it happen intermittently
+    (synthetic gemma3n-e2b-4bit on an H100, more often under CPU load), and
+    greedy ids then fall to 0: the run's figures describe a broken decode."""
+    _, lp = step(y)
+    return bool(mx.all(mx.isfinite(lp)).item())
+
+
+def nonfinite_note(runs) -> Optional[str]:
+    """A note naming the runs whose logits went NaN or inf, or None."""
+    bad = [str(k) for k, r in enumerate(runs, 1) if r.finite is False]
+    if not bad:
+        return None
+    return (f"WARNING: run{'s' if len(bad) > 1 else ''} {', '.join(bad)} of {len(runs)} computed NaN or inf "
+            "log-probabilities (checked with one more step after each run): the model's arithmetic broke "
+            "down, and the figures describe that computation, not a healthy decode")
+
+
 def run_once(
     model,
     prompt_ids: List[int],
@@ -204,6 +227,8 @@ def run_once(
 
     y = timed_tokens(step, y, times, 0, total, on_token)
     mx.eval(y)  # drain the last lookahead step so the next run starts clean
+    peak = mx.get_peak_memory()
+    finite = logits_finite(step, y)
 
     build, submit, wait, deliver, start, ids = (times.build, times.submit, times.wait, times.deliver,
                                                 times.start, times.ids)
@@ -225,8 +250,9 @@ def run_once(
         t0=t0,
         deliveries_s=[x - t0 for x in d],
         build_start_s=[x - t0 for x in start[m]],
-        peak_memory_bytes=mx.get_peak_memory(),
+        peak_memory_bytes=peak,
         token_ids=ids,
+        finite=finite,
     )
 
 

@@ -61,6 +61,7 @@ class LoopRun(BaseModel):
     round: int  # paired results: the segment (fresh prefill) these ids come from
     tok_s: float
     token_ids: List[int]
+    finite: Optional[bool] = None  # decode.logits_finite after the segment (None: not checked)
 
 
 def loop_runs(loops: Dict[str, object], run: paired.PairedRun) -> List[LoopRun]:
@@ -68,7 +69,8 @@ def loop_runs(loops: Dict[str, object], run: paired.PairedRun) -> List[LoopRun]:
     out = []
     for name, loop in loops.items():
         rates = run.segment_tok_s(name) if run.rounds else []
-        out += [LoopRun(loop=name, round=k, tok_s=rate, token_ids=ids)
+        finite = getattr(loop, "finite", [])  # the library's generator is not checked
+        out += [LoopRun(loop=name, round=k, tok_s=rate, token_ids=ids, finite=finite[k] if k < len(finite) else None)
                 for k, (rate, ids) in enumerate(zip(rates, loop.segments))]
     return out
 
@@ -117,8 +119,17 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
                     f"({'' if len(lengths) == 1 else 'up to '}{max(lengths)} tokens each)")
         if distinct == 1:
             sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
-    return TokenAgreement(reference=reference, match=not bad, compared=len(ref.token_ids),
-                          mismatches=bad, distinct_ids=distinct, sentence=sentence)
+    broken = [f"{r.loop} round {r.round + 1}" for r in runs if r.finite is False]
+    return TokenAgreement(reference=reference, match=not bad and not broken, compared=len(ref.token_ids),
+                          mismatches=bad, distinct_ids=distinct, sentence=sentence + nonfinite_clause(broken))
+
+
+def nonfinite_clause(where: List[str]) -> str:
+    """'; WARNING: …' naming where the logits went NaN or inf, or ''."""
+    if not where:
+        return ""
+    return (f"; WARNING: NaN or inf log-probabilities after {', '.join(where)} (the model's arithmetic broke "
+            "down there: its tok/s describe that computation)")
 
 
 class ParitySettings(BaseModel):
@@ -225,11 +236,13 @@ def run_alternating_loops(loaded, ids, st: AlternatingSettings, backend: Optiona
     prime(loaded, ids, backend, progress)
     decode, arms = alternating_decode(loaded, ids, st.warmup)
     run = run_alternating(decode, arms, TARGETS["bare"], st, on_segment=on_segment)
-    return run, segment_agreement(decode.segments)
+    return run, segment_agreement(decode.segments, decode.finite)
 
 
-def segment_agreement(segments: List[List[int]]) -> TokenAgreement:
-    """Every segment's greedy ids against the first's (over the ids both have)."""
+def segment_agreement(segments: List[List[int]], finite: Sequence[bool] = ()) -> TokenAgreement:
+    """Every segment's greedy ids against the first's (over the ids both
+    have), and the segments whose logits went NaN or inf (`finite`: per
+    segment, decode.logits_finite after it)."""
     ref = segments[0] if segments else []
     bad = []
     for k, ids in enumerate(segments[1:], 2):
@@ -243,7 +256,9 @@ def segment_agreement(segments: List[List[int]]) -> TokenAgreement:
         sentence = f"same greedy token ids in all {len(segments)} segments (up to {max(map(len, segments), default=0)} tokens each)"
         if distinct == 1:
             sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
-    return TokenAgreement(reference="segment 1", match=not bad, compared=len(ref), mismatches=bad,
+    broken = [f"segment {k}" for k, ok in enumerate(finite, 1) if not ok]
+    sentence += nonfinite_clause(broken)
+    return TokenAgreement(reference="segment 1", match=not bad and not broken, compared=len(ref), mismatches=bad,
                           distinct_ids=distinct, sentence=sentence)
 
 

@@ -20,6 +20,7 @@ class StepLoop:
         self.loaded, self.prompt_ids, self.warmup = loaded, list(prompt_ids), warmup
         self.stream = stream or mx.new_stream(mx.default_device())
         self.segments: List[List[int]] = []  # the greedy ids of each finished segment
+        self.finite: List[bool] = []  # each finished segment: decode.logits_finite after it
         self.y = None
 
     def make_step(self, cache):
@@ -44,6 +45,7 @@ class StepLoop:
     def finish(self):
         mx.eval(self.y)  # drain the lookahead step in flight
         self.segments.append(self.times.ids[: self.n])
+        self.finite.append(dec.logits_finite(self.step, self.y))
 
 
 def bare_tokens(step, y, ids: List[int], lo: int, hi: int):
@@ -111,6 +113,10 @@ class LaneLoop:
     @property
     def segments(self):
         return self.lanes.core.segments  # one decode: the lanes' ids interleave in it
+
+    @property
+    def finite(self):
+        return self.lanes.core.finite
 
     def restart(self, tokens: int):
         self.lanes.restart(tokens)

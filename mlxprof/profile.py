@@ -131,6 +131,8 @@ class _DecodeRun:
         extra = [f"partial: {len(done)} of {self.settings.runs} runs finished"] if partial else []
         if tl is not None and busy is None:
             extra.append(f"GPU timeline: {basis}; the verdict falls back to the host split")
+        broken = dec.nonfinite_note(done)
+        extra += [broken] if broken else []
         return dec.DecodeResult(
             provenance=self.prov, model=s.identity, settings=self.settings, tok_s=tok, prefill_tok_s=pre,
             split=split, verdict=verdict, peak_memory_bytes=max(r.peak_memory_bytes for r in done),
