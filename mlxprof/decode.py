@@ -176,7 +176,7 @@ def logits_finite(step, y) -> bool:
     all its log-probabilities finite? A NaN that reached the KV cache (or
     the weights) carries into every later step, so this catches a run that
     computed garbage anywhere in it. On CUDA we saw it happen intermittently
-    (synthetic gemma3n-e2b-4bit on an H100, more often under CPU load), and
+    (synthetic gemma3n-e2b-4bit on an H100 and an H200, MLX 0.32.4), and
     greedy ids then fall to 0: the run's figures describe a broken decode."""
     _, lp = step(y)
     return bool(mx.all(mx.isfinite(lp)).item())
