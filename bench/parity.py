@@ -100,8 +100,8 @@ def cost_lines(token_s: float) -> str:
 def save(path, setup: str, run, agreement=None):
     """The run so far, with what it ran on, to `path` (None: nowhere)."""
     if path and path not in FAILED:
-        doc = {"bench": "parity.py", "setup": setup.splitlines(), "run": run.model_dump(),
-               "tokens": agreement.model_dump() if agreement else None}
+        doc = {"bench": "parity.py", "setup": setup.splitlines(), "run": json.loads(run.model_dump_json()),
+               "tokens": agreement.model_dump() if agreement else None}  # model_dump_json: NaN as null
         try:
             results.write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
         except OutputError as e:  # keep measuring; the printed figures remain
@@ -117,7 +117,7 @@ def main(argv=None):
     # Per-token alternation, 400 tokens between prefills. With --blocks: lanes in 4-token blocks, which
     # on an H200 (gemma3n-e2b-4bit) resolved ×0.99 in 59 s but on the noisier H100 host stopped at ±2.1 %
     # (docs/benchmark_results/measurement-cost-nvidia-h200.md)
-    add_paired_options(ap, block=BLOCK, tokens=TOKENS)
+    add_paired_options(ap, block=BLOCK, tokens=TOKENS, blocks_only="--blocks: ")
     ap.set_defaults(block=None)  # --blocks applies BLOCK; a --block given without it is refused
     ap.add_argument("--segments", type=int, default=None,
                     help="per-token alternation: at most this many segments of --tokens tokens [no limit]")
@@ -140,8 +140,8 @@ def main(argv=None):
             given = [f"--{k.replace('_', '-')}" for k in ("block", "rounds", "lane_settle") if getattr(a, k) is not None]
             given += ["--separate-caches"] if a.separate_caches else []
             if given:
-                raise InputError(f"{', '.join(given)} apply to --blocks; per-token alternation stops at --budget "
-                                 "or --segments")
+                raise InputError(f"{', '.join(given)}: only with --blocks (per-token alternation stops at --budget "
+                                 "or --segments)")
         elif a.segments is not None or a.json is not None:
             raise InputError(f"{'--segments' if a.segments is not None else '--json'} applies to per-token "
                              "alternation; --blocks stops at --budget or --rounds")
@@ -177,13 +177,16 @@ def main(argv=None):
         print(f"{arm:>8}: {run.tok_s(arm):8.2f} tok/s over its {len(secs)} tokens (median token "
               f"{statistics.median(secs) * 1e3:.2f} ms)" if secs else f"{arm:>8}: no tokens")
     print()
-    print(target_line(run.comparison))
-    print(alternating.stop_sentence(run))
+    c = run.comparison
+    print(target_line(c))
+    print(f"untrimmed: geometric mean ×{c.mean_ratio:.4f}, median ×{c.median_ratio:.4f} (the trimmed mean "
+          "describes the typical token)")
+    print(alternating.summary_line(run))
     print(alternating.balance(run) + "; " + alternating.noise_line(run))
     if run.seconds["bare"]:
         print(cost_lines(statistics.median(run.seconds["bare"])))
     print(agreement.sentence)
-    return 0
+    return 1 if FAILED else 0  # the figures are printed; the file is not what it should be
 
 
 def run_blocks(a, session, st, pst, ids) -> int:

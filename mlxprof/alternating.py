@@ -23,10 +23,14 @@ The method:
   bookkeeping). Each arm's loop function runs one token per call, so the
   code measured is the arm's own (decode.timed_tokens for mlxprof).
 - Tokens go in pairs, and each pair's order is drawn at random (seeded):
-  pairs are then exchangeable, so for two identical arms the pair log
-  ratios are symmetric about 0 and uncorrelated whatever the host's noise,
-  which the bootstrap CI and the Wilcoxon test need. A fixed A B order
+  for two identical arms the pair log ratios are then symmetric about 0
+  and uncorrelated whatever the host's noise, which the Wilcoxon test needs.
+  Their size still follows the host's quiet and noisy spells, so pairs are
+  not strictly independent, as the bootstrap CI assumes; a fixed A B order
   would pair A with the noise of even positions.
+- The trimmed mean describes the typical token: slow tokens are cut from
+  both ends, whichever arm caused them (the bench prints the untrimmed
+  geometric mean beside it).
 - A pair's ratio is the denominator's token time over the numerator's: the
   numerator's tok/s over the denominator's for that pair. The estimate, CI
   and test are paired.py's (20 %-trimmed geometric mean, BCa bootstrap CI
@@ -56,15 +60,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import stats
 from .paired import PairedComparison, compare_pairs
 from .results import Record
 
-METHOD = ("per-token alternation: {a} and {b} take turns on one decode, one token per turn, in pairs of "
-          "random order (seeded); a token's time runs from a clock read before it to the one before the next; "
-          "a pair ratio per pair of tokens; 20%-trimmed geometric mean, 95% BCa bootstrap CI over pairs, "
-          "Wilcoxon signed-rank p on log ratios; a fresh prefill + {warmup} untimed tokens every {tokens} "
-          "tokens; stop when the CI half-width is ≤ {precision:.1%} (after {min_pairs} pairs) or the "
-          "{budget:g} s budget is spent")
+ALTERNATION_METHOD = (
+    "per-token alternation: {a} and {b} take turns on one decode, one token per turn, in pairs of "
+    "random order (seeded); a token's time runs from a clock read before it to the one before the next; "
+    "a pair ratio per pair of tokens; 20%-trimmed geometric mean, 95% BCa bootstrap CI over pairs, "
+    "Wilcoxon signed-rank p on log ratios; a fresh prefill + {warmup} untimed tokens every {tokens} "
+    "tokens; stop when the CI half-width is ≤ {precision:.1%} (after {min_pairs} pairs) or the "
+    "{budget:g} s budget is spent")
 
 
 class AlternatingSettings(Record):
@@ -85,6 +91,7 @@ class AlternatingRun(Record):
     first: List[str]  # per pair: the arm whose token came first
     seconds: Dict[str, List[float]]  # per arm, per pair: its token's time
     t_s: List[float]  # per segment: its start, seconds after the measurement began
+    finite: List[Optional[bool]] = []  # per segment: its logits finite after it (None: not checked)
     comparison: PairedComparison
     elapsed_s: float
     stop: str  # "precision", "budget", "segments"
@@ -101,7 +108,7 @@ class AlternatingRun(Record):
         return [len(v) / sum(v) for _, v in sorted(out.items())]
 
 
-class Decode:
+class SharedDecode:
     """What run_alternating advances (parity_loops.StepLoop is one): a
     lookahead decode whose `step`, token in flight `y`, clock record
     `times` and position `n` the arms' loop functions continue."""
@@ -115,7 +122,8 @@ class Decode:
         """Fresh cache, prefill and untimed warm-up; `tokens` more will follow."""
 
     def finish(self) -> None:
-        """Drain the step in flight and keep the segment's ids."""
+        """Drain the step in flight and keep the segment's ids (and, in a
+        `finite` list, whether its logits stayed finite)."""
 
 
 def alternate(fns: Sequence[Callable], step, y, times, n: int, stamps: List[float], deadline: float,
@@ -140,7 +148,7 @@ def _compare(pairs_a: List[float], pairs_b: List[float], arms, target, st, why="
     return compare_pairs(ratios, arms[0], arms[1], target, level=st.level, unresolved_why=why)
 
 
-def run_alternating(decode: Decode, arms: Dict[str, Callable], target: Optional[float], st: AlternatingSettings,
+def run_alternating(decode: SharedDecode, arms: Dict[str, Callable], target: Optional[float], st: AlternatingSettings,
                     clock: Callable[[], float] = time.perf_counter,
                     on_segment: Optional[Callable[["AlternatingRun"], None]] = None) -> AlternatingRun:
     """Segments of alternated tokens until the stop rule (module doc) ends
@@ -155,6 +163,7 @@ def run_alternating(decode: Decode, arms: Dict[str, Callable], target: Optional[
     first: List[str] = []
     seconds: Dict[str, List[float]] = {a: [], b: []}
     starts: List[float] = []
+    finite: List[Optional[bool]] = []
     restart_s = 0.0
     comp = None
     stop = None
@@ -164,7 +173,6 @@ def run_alternating(decode: Decode, arms: Dict[str, Callable], target: Optional[
         if t + restart_s > deadline:
             stop = "budget"
             break
-        starts.append(t - t_start)
         decode.restart(st.tokens)
         restart_s = clock() - t
         order = rng.integers(0, 2, st.tokens // 2)
@@ -174,6 +182,12 @@ def run_alternating(decode: Decode, arms: Dict[str, Callable], target: Optional[
                                   stamps, deadline, clock)
         decode.n += ran
         decode.finish()
+        if ran < 2:  # the deadline came before its first pair
+            stop = "budget"
+            break
+        starts.append(t - t_start)
+        checked = getattr(decode, "finite", None)
+        finite.append(checked[-1] if checked else None)
         for p in range(ran // 2):
             pair = seq[2 * p: 2 * p + 2]
             segment.append(k)
@@ -189,27 +203,29 @@ def run_alternating(decode: Decode, arms: Dict[str, Callable], target: Optional[
         elif ran < len(seq):
             stop = "budget"
         if on_segment and stop is None:
-            on_segment(_run(st, names, segment, first, seconds, starts, comp, clock() - t_start, "partial"))
+            on_segment(_run(st, names, segment, first, seconds, starts, finite, comp, clock() - t_start,
+                             "partial"))
     why = {"precision": "", "budget": " at budget", "segments": " at the segment limit"}[stop]
     comp = _compare(seconds[a], seconds[b], names, target, st, why)
-    return _run(st, names, segment, first, seconds, starts, comp, clock() - t_start, stop)
+    return _run(st, names, segment, first, seconds, starts, finite, comp, clock() - t_start, stop)
 
 
-def _run(st, names, segment, first, seconds, starts, comp, elapsed, stop) -> AlternatingRun:
-    method = METHOD.format(a=names[0], b=names[1], warmup=st.warmup, tokens=st.tokens, precision=st.precision,
-                           min_pairs=st.min_pairs, budget=st.budget_s)
+def _run(st, names, segment, first, seconds, starts, finite, comp, elapsed, stop) -> AlternatingRun:
+    method = ALTERNATION_METHOD.format(a=names[0], b=names[1], warmup=st.warmup, tokens=st.tokens,
+                                       precision=st.precision, min_pairs=st.min_pairs, budget=st.budget_s)
     return AlternatingRun(settings=st, arms=list(names), segment=list(segment), first=list(first),
-                          seconds={n: list(v) for n, v in seconds.items()}, t_s=list(starts), comparison=comp,
+                          seconds={n: list(v) for n, v in seconds.items()}, t_s=list(starts), finite=list(finite),
+                          comparison=comp,
                           elapsed_s=elapsed, stop=stop, method=method)
 
 
-def stop_sentence(run: AlternatingRun) -> str:
+def summary_line(run: AlternatingRun) -> str:
     st = run.settings
     pairs = len(run.segment)
     head = f"{pairs} pairs of tokens in {len(run.t_s)} segments, {run.elapsed_s:.1f} s"
     if run.stop == "partial":
         return f"partial: {head} so far"
-    why = {"precision": f"the 95% CI is within ±{st.precision:.1%}",
+    why = {"precision": f"the {st.level:.0%} CI is within ±{st.precision:.1%}",
            "budget": f"the {st.budget_s:g} s budget was spent",
            "segments": f"{st.max_segments} segments were run"}[run.stop]
     return f"{head}; stopped because {why}"
@@ -229,7 +245,7 @@ def noise_line(run: AlternatingRun) -> str:
     d = np.log(np.asarray(run.seconds[run.arms[1]], float) / np.asarray(run.seconds[run.arms[0]], float))
     if len(x) < 2:
         return "host noise: too few pairs"
-    mad = lambda v: 1.4826 * float(np.median(np.abs(v - np.median(v))))  # noqa: E731
-    return (f"host noise: {run.arms[1]} token times log sd {x.std():.3f} (MAD {mad(x):.3f}); pair log ratios "
-            f"sd {d.std():.3f} (MAD {mad(d):.3f}); tokens {math.exp(np.percentile(x, 5)) * 1e3:.1f}–"
+    robust = lambda v: 1.4826 * stats.mad(v)  # noqa: E731  (the sd a normal sample's MAD implies)
+    return (f"host noise: {run.arms[1]} token times log sd {x.std():.3f} (1.4826 × MAD {robust(x):.3f}); pair "
+            f"log ratios sd {d.std():.3f} (1.4826 × MAD {robust(d):.3f}); tokens {math.exp(np.percentile(x, 5)) * 1e3:.1f}–"
             f"{math.exp(np.percentile(x, 95)) * 1e3:.1f} ms (5–95 %)")

@@ -239,6 +239,8 @@ def _summarize(recs, extra, settings, chip, floor, notes) -> dict:
 
     variants = []
     for b, runs in recs.items():
+        broken = dec.nonfinite_note(runs, b)
+        notes += [broken] if broken else []
         tok, pre, split, verdict = dec.summarize_runs(runs, chip.backend)
         e = extra[b]
         variants.append(Variant(

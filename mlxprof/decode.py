@@ -182,12 +182,14 @@ def logits_finite(step, y) -> bool:
     return bool(mx.all(mx.isfinite(lp)).item())
 
 
-def nonfinite_note(runs) -> Optional[str]:
-    """A note naming the runs whose logits went NaN or inf, or None."""
-    bad = [str(k) for k, r in enumerate(runs, 1) if r.finite is False]
+def nonfinite_note(runs, where: str = "") -> Optional[str]:
+    """A note naming the runs whose logits went NaN or inf, or None;
+    `where` says which runs these are (a variant, a depth, a prompt)."""
+    bad = [str(k) for k, r in enumerate(runs, 1) if getattr(r, "finite", None) is False]
     if not bad:
         return None
-    return (f"WARNING: run{'s' if len(bad) > 1 else ''} {', '.join(bad)} of {len(runs)} computed NaN or inf "
+    return (f"WARNING: {where + ', ' if where else ''}run{'s' if len(bad) > 1 else ''} {', '.join(bad)} of "
+            f"{len(runs)} computed NaN or inf "
             "log-probabilities (checked with one more step after each run): the model's arithmetic broke "
             "down, and the figures describe that computation, not a healthy decode")
 

@@ -328,8 +328,9 @@ def decode_at_depth(model: str, depths=None, weights: str = "auto", dtype: Optio
         extra = [f"partial: {len(points)} of {len(settings.depths)} depths measured"
                  + (f", depth {current.depth} has {len(current.runs)} of {settings.runs} runs" if current else "")
                  ] if partial else []
+        broken = [dec.nonfinite_note(p.runs, f"depth {p.depth}") for p in shown]
         return DepthResult(provenance=prov, model=s.identity, settings=settings, floor=fl, points=shown,
-                           sentence=depth_sentence(shown), notes=notes + extra)
+                           sentence=depth_sentence(shown), notes=notes + extra + [b for b in broken if b])
 
     def save(partial: bool, current: Optional[DepthPoint] = None):
         if json_path and not failed:

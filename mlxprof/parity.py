@@ -81,6 +81,7 @@ class TokenAgreement(BaseModel):
     compared: int  # token ids compared per run
     mismatches: List[str]  # "<loop> round <k>: first differs at token <i> (a vs b)"
     distinct_ids: int  # distinct ids in the reference: 1 means a weak check
+    nonfinite: List[str] = []  # runs or segments whose logits went NaN or inf (then match is False too)
     sentence: str
 
 
@@ -121,7 +122,8 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
             sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
     broken = [f"{r.loop} round {r.round + 1}" for r in runs if r.finite is False]
     return TokenAgreement(reference=reference, match=not bad and not broken, compared=len(ref.token_ids),
-                          mismatches=bad, distinct_ids=distinct, sentence=sentence + nonfinite_clause(broken))
+                          mismatches=bad, distinct_ids=distinct, nonfinite=broken,
+                          sentence=sentence + nonfinite_clause(broken))
 
 
 def nonfinite_clause(where: List[str]) -> str:
@@ -216,8 +218,8 @@ def prime(loaded, ids, backend: Optional[str], progress=None):
 
 def alternating_settings(tokens: int, warmup: int, budget_s: Optional[float],
                          segments: Optional[int] = None) -> AlternatingSettings:
-    if tokens < 2:
-        raise InputError(f"--tokens must be at least 2 for per-token pairs, not {tokens}")
+    if tokens < 2 or tokens % 2:
+        raise InputError(f"--tokens must be an even number, at least 2, for per-token pairs, not {tokens}")
     if segments is not None and segments < 1:
         raise InputError(f"--segments must be at least 1, not {segments}")
     return AlternatingSettings(tokens=tokens, warmup=warmup,
@@ -259,7 +261,7 @@ def segment_agreement(segments: List[List[int]], finite: Sequence[bool] = ()) ->
     broken = [f"segment {k}" for k, ok in enumerate(finite, 1) if not ok]
     sentence += nonfinite_clause(broken)
     return TokenAgreement(reference="segment 1", match=not bad and not broken, compared=len(ref), mismatches=bad,
-                          distinct_ids=distinct, sentence=sentence)
+                          distinct_ids=distinct, nonfinite=broken, sentence=sentence)
 
 
 def build_result(prov, session, settings, loops, run: paired.PairedRun, runs):

@@ -197,6 +197,7 @@ def vlm(model: str, image: str, weights: str = "auto", dtype: Optional[str] = No
         notes.append(s.notes[0] + ", vision tower included")
     notes.append(bd.note or "TTFT breakdown: stages run one after another with mx.eval between them "
                  "(sequential by construction); the table's TTFT is one fused graph and eval")
+    notes += [n for n in (dec.nonfinite_note(text, "text prompt"), dec.nonfinite_note(img, "image prompt")) if n]
     return v.VLMResult(
         provenance=prov, model=s.identity, settings=settings, vision=vision.prompt, breakdown=bd,
         text=v.prompt_row("text", text), image=v.prompt_row("image", img),

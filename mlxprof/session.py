@@ -97,9 +97,10 @@ def check_positions(target, counts: Dict[str, Optional[int]]) -> None:
         return
     limit = max_context(target)
     need = sum(counts[k] if counts.get(k) is not None else dec.DEFAULTS[k] for k in names)
-    if limit is not None and need > limit:
+    if limit is not None and need + 1 > limit:  # + the step after each run (decode.logits_finite)
         raise InputError(f"--prompt-tokens + --warmup + --tokens = {need} positions, but the model holds "
-                         f"{limit} (max_position_embeddings); ask for at most {limit} in all")
+                         f"{limit} (max_position_embeddings) and one more step checks each run; ask for at "
+                         f"most {limit - 1} in all")
 
 
 def open_session(

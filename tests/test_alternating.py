@@ -37,20 +37,22 @@ class WanderingHost:
 
 
 class FakeDecode:
-    """alternating.Decode on the host: the arms advance its clock."""
+    """alternating.SharedDecode on the host: the arms advance its clock."""
 
     def __init__(self, host, restart_s=1.0):
         self.host, self.restart_s = host, restart_s
         self.step, self.y, self.times, self.n = object(), 0, None, 0
-        self.restarts, self.finished, self.positions = 0, 0, []
+        self.restarts, self.finished, self.started, self.decoded = 0, 0, [], []
 
     def restart(self, tokens):
         self.restarts += 1
+        self.started.append(self.host.t)
         self.n = 20  # after the warm-up
         self.host.t += self.restart_s
 
     def finish(self):
         self.finished += 1
+        self.decoded.append(self.n - 20)
 
 
 def arm(host, factor, log=None):
@@ -130,7 +132,7 @@ def test_orders_are_random_balanced_and_seeded():
     assert again.first == run.first  # seeded
     other, _ = simulate(1.0, max_segments=3, tokens=200, seed=1)
     assert other.first != run.first
-    assert run.stop == "segments" and "3 segments were run" in alternating.stop_sentence(run)
+    assert run.stop == "segments" and "3 segments were run" in alternating.summary_line(run)
 
 
 def test_no_pair_starts_after_the_budget():
@@ -149,7 +151,28 @@ def test_no_pair_starts_after_the_budget():
     assert run.stop == "budget" and run.comparison.verdict.startswith("unresolved at budget")
     assert len(run.seconds["a"]) == len(run.seconds["b"]) == len(run.segment)
     assert max(starts) <= 30.0 + 2 * 0.03 * 10  # at most the pair in flight at the deadline
-    assert "budget was spent" in alternating.stop_sentence(run)
+    assert "budget was spent" in alternating.summary_line(run)
+    assert all(n % 2 == 0 for n in decode.decoded)  # the deadline never splits a pair
+
+
+def test_no_segment_starts_that_its_restart_would_push_past_the_budget():
+    host = WanderingHost()
+    decode = FakeDecode(host, restart_s=10.0)
+    run = alternating.run_alternating(decode, {"a": arm(host, 1.0), "b": arm(host, 1.0)}, 0.99,
+                                      settings(tokens=100, budget_s=30.0, precision=0.0), clock=lambda: host.t)
+    # the first restart's time is unknown until it ran; every later one is predicted from it
+    assert len(decode.started) >= 2 and all(t + 10.0 <= 30.0 for t in decode.started[1:])
+    assert len(run.t_s) == len(decode.started) and run.stop == "budget"
+
+
+def test_a_segment_the_deadline_cut_before_its_first_pair_is_not_counted():
+    host = WanderingHost()
+    decode = FakeDecode(host, restart_s=10.0)
+    run = alternating.run_alternating(decode, {"a": arm(host, 1.0), "b": arm(host, 1.0)}, 0.99,
+                                      settings(budget_s=5.0), clock=lambda: host.t)
+    assert decode.restarts == 1 and run.t_s == [] and run.segment == [] and run.stop == "budget"
+    assert alternating.summary_line(run).startswith("0 pairs of tokens in 0 segments")
+    assert run.comparison.verdict.startswith("unresolved at budget: fewer than")
 
 
 def test_stops_on_precision_after_min_pairs_and_reports_partials():
@@ -161,7 +184,7 @@ def test_stops_on_precision_after_min_pairs_and_reports_partials():
                                       on_segment=seen.append)
     assert run.stop == "precision" and len(run.t_s) == 2 and len(run.segment) == 100
     assert [r.stop for r in seen] == ["partial"] and len(seen[0].segment) == 50
-    assert "partial:" in alternating.stop_sentence(seen[0])
+    assert "partial:" in alternating.summary_line(seen[0])
     assert "host noise:" in alternating.noise_line(run)
 
 
@@ -211,3 +234,44 @@ def test_arms_take_turns_on_one_greedy_decode(tiny_llama):
     decode.n += ran
     decode.finish()
     assert ran == 12 and decode.segments[0] == ref and stamps == sorted(stamps)
+    assert run.finite == [True, True] and decode.finite == [True]
+
+
+def _bench(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), Path(__file__).parents[1] / "bench" / name)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_json_is_saved_after_every_segment_and_a_failed_write_exits_1(tmp_path, monkeypatch, capsys):
+    import json
+
+    from mlxprof import results
+    from mlxprof.errors import OutputError
+
+    mod = _bench("parity.py")
+    path = tmp_path / "alt.json"
+    saved = []
+    real = results.write_text_atomic
+    monkeypatch.setattr(results, "write_text_atomic", lambda p, text: (saved.append(json.loads(text)), real(p, text)))
+    args = ["--segments", "2", "--tokens", "6", "--warmup", "1", "--prompt-tokens", "4", "--quiet"]
+    assert mod.main(args + ["--json", str(path)]) == 0
+    assert [d["run"]["stop"] for d in saved] == ["partial", "segments"] and saved[0]["tokens"] is None
+    doc = json.loads(path.read_text())
+    assert doc["bench"] == "parity.py" and doc["setup"][0].startswith("machine: ")
+    assert len(doc["run"]["seconds"]["bare"]) == 6 and doc["run"]["finite"] == [True, True]
+    assert doc["tokens"]["match"] and doc["tokens"]["nonfinite"] == []
+
+    def full(p, text):
+        raise OutputError(f"cannot write {p}: No space left on device")
+
+    monkeypatch.setattr(results, "write_text_atomic", full)
+    mod.FAILED.clear()
+    assert mod.main(args + ["--json", str(tmp_path / "b.json")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("No space left on device; not saving again") == 1
+    assert "mlxprof / bare: ×" in captured.out  # the figures are still printed
+    assert mod.main(["--blocks", "--json", str(path)]) == 2

@@ -46,6 +46,28 @@ def test_the_check_after_a_run_sees_nan_logits(llama):
     assert note.startswith("WARNING: run 2 of 2 computed NaN or inf log-probabilities")
 
 
+def test_a_nan_that_reached_the_kv_cache_is_seen_after_the_run(llama):
+    """One step with a NaN in layer 0's value projection writes NaN values
+    into the cache; the weight is restored at once, yet every later token
+    attends to that position, so the check after the run sees it."""
+    ids = dec.default_prompt(8, llama.vocab_size)
+    attn = llama.model.model.layers[0].self_attn
+    old = attn.v_proj.weight
+
+    def on_token(n):
+        if n == 2:
+            attn.v_proj.weight = mx.full(old.shape, float("nan"), dtype=old.dtype)
+        elif n == 3:
+            attn.v_proj.weight = old
+
+    try:
+        rec = dec.run_once(llama, ids, 1, 6, on_token=on_token)
+    finally:
+        attn.v_proj.weight = old
+    assert rec.finite is False
+    assert dec.run_once(llama, ids, 1, 6).finite is True  # restored: a fresh cache is healthy
+
+
 def test_parity_loops_name_the_broken_segments(llama):
     ids = dec.default_prompt(8, llama.vocab_size)
     st = parity.alternating_settings(6, 1, 60.0, segments=1)
@@ -64,6 +86,7 @@ def test_parity_loops_name_the_broken_segments(llama):
     finally:
         undo()
     assert not bad.match and "WARNING: NaN or inf log-probabilities after segment 1" in bad.sentence
+    assert bad.nonfinite == ["segment 1"] and bad.mismatches == []
 
     class OneSegment:
         rounds = [object()]
@@ -87,3 +110,13 @@ def test_decode_result_warns_when_a_run_broke_down(tmp_path, monkeypatch):
     assert [run.finite for run in res.runs] == [True, False]
     assert any(n.startswith("WARNING: run 2 of 2 computed NaN") for n in res.notes)
     assert "WARNING: run 2 of 2" in r.output
+
+
+def test_the_note_says_which_runs():
+    class Run:
+        def __init__(self, finite):
+            self.finite = finite
+
+    assert dec.nonfinite_note([Run(True), Run(None)], "depth 512") is None  # None: results before the check
+    note = dec.nonfinite_note([Run(False), Run(True), Run(False)], "depth 512")
+    assert note.startswith("WARNING: depth 512, runs 1, 3 of 3 computed NaN or inf log-probabilities")

@@ -473,7 +473,7 @@ def test_bench_runs_and_prints_every_comparison(capsys):
                 ["--tokens", "1"]):
         assert mod.main(bad) == 2, bad
     err = capsys.readouterr().err
-    assert "--block apply to --blocks" in err and "--segments applies to per-token alternation" in err
+    assert "--block: only with --blocks" in err and "--segments applies to per-token alternation" in err
 
 
 def test_step_variants_bench_runs(capsys):
