@@ -168,8 +168,13 @@ def main(argv=None):
             print(segment_line(run), flush=True)
         save(a.json, setup, run)
 
-    run, agreement = parity.run_alternating_loops(session.model, ids, pst, backend=session.backend,
-                                                  on_segment=on_segment)
+    try:
+        run, agreement = parity.run_alternating_loops(session.model, ids, pst, backend=session.backend,
+                                                      on_segment=on_segment)
+    except KeyboardInterrupt:
+        kept = f"; the finished segments are in {a.json}" if a.json and a.json not in FAILED else ""
+        print(f"bench/parity.py: interrupted{kept}", file=sys.stderr)
+        return 130
     save(a.json, setup, run, agreement)
     print()
     for arm in run.arms:
