@@ -123,7 +123,8 @@ class PairedSettings(Record):
                              precision=self.precision, min_rounds=self.min_rounds, budget=self.budget_s)
         if self.lanes:
             text += (f"; {' and '.join(self.lanes)} are lanes of one cache and stream, taking turns on one "
-                     f"decode: a lane's block runs {self.lane_settle} settle tokens after the other lane's "
+                     f"decode: a lane's block runs {self.settle if self.lane_settle is None else self.lane_settle} "
+                     "settle tokens after the other lane's "
                      "block and none after its own")
         return text
 

@@ -525,3 +525,10 @@ def test_the_library_loop_starts_in_a_process_that_deferred_its_package():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_lane_method_names_the_settle_lanes_run_when_none_was_set():
+    st = paired.PairedSettings(block=4, settle=2, rounds_per_segment=3, budget_s=1.0, precision=0.005, min_rounds=12,
+                               lanes=["mlxprof", "bare"])
+    assert "a lane's block runs 2 settle tokens after the other lane's" in st.method()
+    assert "None" not in st.method()
