@@ -26,10 +26,10 @@ from typing import Dict, List, Optional, Sequence
 from pydantic import BaseModel
 
 from . import paired, stats
-from .alternating import AlternatingSettings
+from .alternating import AlternatingSettings, run_alternating
 from .errors import InputError, OutputError
 from .paired import PairedRun
-from .parity_loops import make_loops
+from .parity_loops import alternating_decode, make_loops
 from .results import ModelIdentity, Result
 
 DEFAULT_BUDGET_S = 120.0
@@ -96,19 +96,15 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
     bad = []
     for r in runs:
         ref = refs.get(r.round, first)
-        m = min(len(r.token_ids), len(ref.token_ids))  # lanes of one cache decode more than a loop alone
-        if r.token_ids[:m] == ref.token_ids[:m]:
-            continue
-        i = next((k for k, (a, b) in enumerate(zip(ref.token_ids, r.token_ids)) if a != b),
-                 min(len(ref.token_ids), len(r.token_ids)))
-        a = ref.token_ids[i] if i < len(ref.token_ids) else "end"
-        b = r.token_ids[i] if i < len(r.token_ids) else "end"
-        bad.append(f"{r.loop} round {r.round + 1}: first differs at token {i} ({reference} {a}, {r.loop} {b})")
+        i = first_difference(ref.token_ids, r.token_ids)  # lanes of one cache decode more than a loop alone
+        if i is not None:
+            bad.append(f"{r.loop} round {r.round + 1}: first differs at token {i} "
+                       f"({reference} {ref.token_ids[i]}, {r.loop} {r.token_ids[i]})")
     ref = first
     distinct = len(set(ref.token_ids))
     loops = sorted({r.loop for r in runs})
     if bad:
-        sentence = f"token ids DIFFER between loops: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
+        sentence = _differ(bad, "loops")
         if "at token 0 " in bad[0]:
             # token 0 is the prefill's pick: the prompt was evaluated differently
             sentence += ("; token 0 comes from the prefill, so the loops evaluate the prompt differently "
@@ -118,12 +114,24 @@ def token_agreement(runs: List[LoopRun], reference: str = "mlxprof") -> TokenAgr
         lengths = {len(r.token_ids) for r in runs}
         sentence = (f"same greedy token ids in all {len(runs)} runs of {', '.join(loops)} "
                     f"({'' if len(lengths) == 1 else 'up to '}{max(lengths)} tokens each)")
-        if distinct == 1:
-            sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
+        sentence += WEAK_CHECK if distinct == 1 else ""
     broken = [f"{r.loop} round {r.round + 1}" for r in runs if r.finite is False]
     return TokenAgreement(reference=reference, match=not bad and not broken, compared=len(ref.token_ids),
                           mismatches=bad, distinct_ids=distinct, nonfinite=broken,
                           sentence=sentence + nonfinite_clause(broken))
+
+
+# said when every id in the reference is the same token: agreeing says little then
+WEAK_CHECK = "; every id is the same token, so this is a weak check (synthetic weights?)"
+
+
+def first_difference(ref: List[int], ids: List[int]) -> Optional[int]:
+    """The first position where two id lists differ, over the ids both have (None: they agree there)."""
+    return next((i for i, (a, b) in enumerate(zip(ref, ids)) if a != b), None)
+
+
+def _differ(bad: List[str], between: str) -> str:
+    return f"token ids DIFFER between {between}: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
 
 
 def nonfinite_clause(where: List[str]) -> str:
@@ -232,9 +240,6 @@ def run_alternating_loops(loaded, ids, st: AlternatingSettings, backend: Optiona
     """mlxprof's loop against the bare one, token by token on one decode
     (alternating.py), primed first: (AlternatingRun, TokenAgreement over
     the segments, which all decode the same prompt)."""
-    from .alternating import run_alternating
-    from .parity_loops import alternating_decode
-
     prime(loaded, ids, backend, progress)
     decode, arms = alternating_decode(loaded, ids, st.warmup)
     run = run_alternating(decode, arms, TARGETS["bare"], st, on_segment=on_segment)
@@ -248,16 +253,16 @@ def segment_agreement(segments: List[List[int]], finite: Sequence[bool] = ()) ->
     ref = segments[0] if segments else []
     bad = []
     for k, ids in enumerate(segments[1:], 2):
-        i = next((j for j, (x, y) in enumerate(zip(ref, ids)) if x != y), None)
+        i = first_difference(ref, ids)
         if i is not None:
             bad.append(f"segment {k}: first differs at token {i} (segment 1 {ref[i]}, segment {k} {ids[i]})")
     distinct = len(set(ref))
     if bad:
-        sentence = f"token ids DIFFER between segments: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
+        sentence = _differ(bad, "segments")
     else:
-        sentence = f"same greedy token ids in all {len(segments)} segments (up to {max(map(len, segments), default=0)} tokens each)"
-        if distinct == 1:
-            sentence += "; every id is the same token, so this is a weak check (synthetic weights?)"
+        sentence = (f"same greedy token ids in all {len(segments)} segments "
+                    f"(up to {max(map(len, segments), default=0)} tokens each)")
+        sentence += WEAK_CHECK if distinct == 1 else ""
     broken = [f"segment {k}" for k, ok in enumerate(finite, 1) if not ok]
     sentence += nonfinite_clause(broken)
     return TokenAgreement(reference="segment 1", match=not bad and not broken, compared=len(ref), mismatches=bad,

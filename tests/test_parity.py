@@ -532,3 +532,15 @@ def test_lane_method_names_the_settle_lanes_run_when_none_was_set():
                                lanes=["mlxprof", "bare"])
     assert "a lane's block runs 2 settle tokens after the other lane's" in st.method()
     assert "None" not in st.method()
+
+
+def test_token_agreement_names_the_first_difference_and_ignores_longer_lanes():
+    run = lambda loop, ids, k=0: parity.LoopRun(loop=loop, round=k, tok_s=1.0, token_ids=ids)  # noqa: E731
+    same = parity.token_agreement([run("mlxprof", [1, 2, 3]), run("bare", [1, 2, 3, 4, 5])])
+    assert same.match and same.mismatches == [] and "up to 5 tokens each" in same.sentence
+    bad = parity.token_agreement([run("mlxprof", [1, 2, 3]), run("bare", [1, 2, 9]), run("mlx-lm", [7, 2, 3], 1)])
+    assert bad.mismatches == ["bare round 1: first differs at token 2 (mlxprof 3, bare 9)",
+                              "mlx-lm round 2: first differs at token 0 (mlxprof 1, mlx-lm 7)"]
+    assert bad.sentence.startswith("token ids DIFFER between loops: bare round 1") and "(+1 more)" in bad.sentence
+    weak = parity.token_agreement([run("mlxprof", [4, 4]), run("bare", [4, 4])])
+    assert weak.sentence.endswith(parity.WEAK_CHECK)
