@@ -60,7 +60,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import stats
+from . import paired, stats
 from .paired import PairedComparison, compare_pairs
 from .results import Record
 
@@ -165,7 +165,6 @@ def run_alternating(decode: SharedDecode, arms: Dict[str, Callable], target: Opt
     starts: List[float] = []
     finite: List[Optional[bool]] = []
     restart_s = 0.0
-    comp = None
     stop = None
     k = 0
     while stop is None:
@@ -205,7 +204,7 @@ def run_alternating(decode: SharedDecode, arms: Dict[str, Callable], target: Opt
         if on_segment and stop is None:
             on_segment(_run(st, names, segment, first, seconds, starts, finite, comp, clock() - t_start,
                              "partial"))
-    why = {"precision": "", "budget": " at budget", "segments": " at the segment limit"}[stop]
+    why = {**paired.STOP_WHY, "segments": " at the segment limit"}[stop]  # paired's, and this method's limit
     comp = _compare(seconds[a], seconds[b], names, target, st, why)
     return _run(st, names, segment, first, seconds, starts, finite, comp, clock() - t_start, stop)
 
@@ -246,6 +245,6 @@ def noise_line(run: AlternatingRun) -> str:
     if len(x) < 2:
         return "host noise: too few pairs"
     robust = lambda v: 1.4826 * stats.mad(v)  # noqa: E731  (the sd a normal sample's MAD implies)
+    lo, hi = (math.exp(np.percentile(x, q)) * 1e3 for q in (5, 95))
     return (f"host noise: {run.arms[1]} token times log sd {x.std():.3f} (1.4826 × MAD {robust(x):.3f}); pair "
-            f"log ratios sd {d.std():.3f} (1.4826 × MAD {robust(d):.3f}); tokens {math.exp(np.percentile(x, 5)) * 1e3:.1f}–"
-            f"{math.exp(np.percentile(x, 95)) * 1e3:.1f} ms (5–95 %)")
+            f"log ratios sd {d.std():.3f} (1.4826 × MAD {robust(d):.3f}); tokens {lo:.1f}–{hi:.1f} ms (5–95 %)")
