@@ -100,7 +100,9 @@ def cost_lines(token_s: float) -> str:
 def save(path, setup: str, run, agreement=None):
     """The run so far, with what it ran on, to `path` (None: nowhere)."""
     if path and path not in FAILED:
-        doc = {"bench": "parity.py", "setup": setup.splitlines(), "run": json.loads(run.model_dump_json()),
+        # schema and kind, as every result has them: a later run refuses to replace this file
+        doc = {"schema": 1, "kind": "parity-bench", "bench": "parity.py", "setup": setup.splitlines(),
+               "run": json.loads(run.model_dump_json()),
                "tokens": agreement.model_dump() if agreement else None}  # model_dump_json: NaN as null
         try:
             results.write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
@@ -145,11 +147,11 @@ def main(argv=None):
         elif a.segments is not None or a.json is not None:
             raise InputError(f"{'--segments' if a.segments is not None else '--json'} applies to per-token "
                              "alternation; --blocks stops at --budget or --rounds")
-        if a.json:
-            results.check_writable(a.json)
+        # the session checks --json as every command's output: writable, and not holding a result already
         session, st, pst, ids = parity.prepare_parity(a.model, a.weights, a.dtype, a.rounds, a.warmup, a.tokens,
-                                                      a.prompt_tokens, block=BLOCK if blocks and a.block is None
-                                                      else a.block, budget=a.budget)
+                                                      a.prompt_tokens, json_path=a.json,
+                                                      block=BLOCK if blocks and a.block is None else a.block,
+                                                      budget=a.budget)
         if not blocks:
             pst = parity.alternating_settings(st.tokens, st.warmup, pst.budget_s, a.segments)
     except InputError as e:

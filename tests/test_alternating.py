@@ -275,3 +275,6 @@ def test_bench_json_is_saved_after_every_segment_and_a_failed_write_exits_1(tmp_
     assert captured.err.count("No space left on device; not saving again") == 1
     assert "mlxprof / bare: ×" in captured.out  # the figures are still printed
     assert mod.main(["--blocks", "--json", str(path)]) == 2
+    assert mod.main(args + ["--json", str(path)]) == 2  # a second run never replaces the first's pairs
+    assert "already holds a saved 'parity-bench' result" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == doc
