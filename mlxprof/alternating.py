@@ -220,14 +220,10 @@ def _run(st, names, segment, first, seconds, starts, finite, comp, elapsed, stop
 
 def summary_line(run: AlternatingRun) -> str:
     st = run.settings
-    pairs = len(run.segment)
-    head = f"{pairs} pairs of tokens in {len(run.t_s)} segments, {run.elapsed_s:.1f} s"
-    if run.stop == "partial":
-        return f"partial: {head} so far"
-    why = {"precision": f"the {st.level:.0%} CI is within ±{st.precision:.1%}",
-           "budget": f"the {st.budget_s:g} s budget was spent",
-           "segments": f"{st.max_segments} segments were run"}[run.stop]
-    return f"{head}; stopped because {why}"
+    return paired.stopped(f"{len(run.segment)} pairs of tokens in {len(run.t_s)} segments, {run.elapsed_s:.1f} s",
+                          run.stop, {"precision": f"the {st.level:.0%} CI is within ±{st.precision:.1%}",
+                                     "budget": f"the {st.budget_s:g} s budget was spent",
+                                     "segments": f"{st.max_segments} segments were run"})
 
 
 def balance(run: AlternatingRun) -> str:

@@ -388,9 +388,14 @@ def _finish(loops, names, on_segment, segment):
 
 def stop_sentence(run: PairedRun) -> str:
     st = run.settings
-    if run.stop == "partial":
-        return f"partial: {len(run.rounds)} rounds in {run.elapsed_s:.1f} s so far (saved while measuring)"
-    why = {"precision": f"every 95% CI is within ±{st.precision:.1%}",
-           "budget": f"the next round would pass the {st.budget_s:g} s budget",
-           "rounds": f"--rounds {st.max_rounds} were run"}[run.stop]
-    return f"{len(run.rounds)} rounds in {run.elapsed_s:.1f} s; stopped because {why}"
+    return stopped(f"{len(run.rounds)} rounds in {run.elapsed_s:.1f} s", run.stop,
+                   {"precision": f"every 95% CI is within ±{st.precision:.1%}",
+                    "budget": f"the next round would pass the {st.budget_s:g} s budget",
+                    "rounds": f"--rounds {st.max_rounds} were run"}, " (saved while measuring)")
+
+
+def stopped(head: str, stop: str, why: Dict[str, str], partial_tail: str = "") -> str:
+    """'<head>; stopped because <why[stop]>', or 'partial: <head> so far' for a run still measuring."""
+    if stop == "partial":
+        return f"partial: {head} so far{partial_tail}"
+    return f"{head}; stopped because {why[stop]}"
