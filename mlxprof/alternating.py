@@ -7,7 +7,7 @@ ms tokens, almost all of it host work: graph build and `mx.async_eval`),
 the log of a token's time had a standard deviation of 0.2 with lag-1
 autocorrelation 0.6 and none left by lag 5: the host's speed wandered over
 tens of milliseconds. Blocks of 4 tokens a few hundred ms apart then
-differed by ±13 % (MAD of the log ratio), and 190 palindromic rounds of
+differed by ±13 % (1.4826 × MAD of the log ratio), and 190 palindromic rounds of
 paired blocks (paired.py) left a 95 % CI of ±2.1 % after two minutes. Two
 neighbouring tokens share most of that wander, and most of what remains is
 a few slow tokens, which a trimmed mean ignores. On that host's recorded
